@@ -1,0 +1,58 @@
+"""The one interface every back-end kind implements.
+
+Like an httpx transport: one async method and ``aclose``. A connector
+speaks back-end field names only; the catalog-driven translation between
+form/result field names and back-end names lives in ``connectors.mapping``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Action(StrEnum):
+    LOOKUP = "LOOKUP"  # idempotent read, answered at once
+    SUBMIT = "SUBMIT"  # file an application; carries an idempotency key
+    STATUS = "STATUS"  # poll an application's state by the agency's reference
+
+
+@dataclass(frozen=True, slots=True)
+class BackendRequest:
+    agency: str
+    service_code: str
+    operation: str
+    action: Action
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    """Back-end field name -> value (str, int, float, bool, datetime.date or None)."""
+    idempotency_key: str | None = None
+    """SUBMIT only: the back end files at most once per key."""
+    reference: str | None = None
+    """STATUS only: the agency's own reference for the application."""
+
+
+@dataclass(frozen=True, slots=True)
+class BackendResponse:
+    data: Mapping[str, Any] = field(default_factory=dict)
+    """LOOKUP: back-end field name -> value."""
+    reference: str | None = None
+    """SUBMIT and STATUS: the agency's own reference number."""
+    status: str | None = None
+    """SUBMIT and STATUS: one of the application statuses (DELIVERED, IN_REVIEW,
+    NEEDS_INFO, APPROVED, REJECTED, ISSUED), as the agency reports it."""
+    note: str | None = None
+    """STATUS: the agency's reason or remark, e.g. why it rejected."""
+
+
+class Connector(abc.ABC):
+    """A client for one agency's back end."""
+
+    @abc.abstractmethod
+    async def send(self, request: BackendRequest) -> BackendResponse:
+        """Send one request; raise a ``connectors.errors.ConnectorError`` on failure."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional for stateless connectors
+        """Release connections, pools and files."""

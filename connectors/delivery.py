@@ -1,0 +1,247 @@
+"""Durable delivery: the outbox worker and the status poller.
+
+Exactly once at the agency comes from two halves: the outbox row is
+committed with the application (never lost), and every attempt carries the
+same idempotency key, ``khaalga-<application id>``, which the back end
+dedupes on (never filed twice). A worker claims a row with a lease; if it
+dies mid-delivery (``kill -9``) the lease runs out and another attempt
+resends under the same key. On PostgreSQL candidates are selected
+``FOR UPDATE SKIP LOCKED`` so several workers never contend for one row;
+the conditional lease update makes the claim safe on SQLite as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from connectors.errors import ConnectorError, PermanentError
+from connectors.registry import ConnectorRegistry
+from gateway.applications import FINAL, Status
+from gateway.catalog.loader import Catalog
+from gateway.clock import utcnow
+from gateway.db.tables import Application, ApplicationEvent, OutboxItem
+
+log = logging.getLogger("khaalga.delivery")
+
+AGENCY_STATUSES = frozenset(
+    {"DELIVERED", "IN_REVIEW", "NEEDS_INFO", "APPROVED", "REJECTED", "ISSUED"}
+)
+
+
+def idempotency_key(application_id: str) -> str:
+    return f"khaalga-{application_id}"
+
+
+def backoff(attempts: int, base: float = 1.0, cap: float = 300.0) -> float:
+    """Exponential backoff with full jitter. Written here because tenacity's
+    wait strategies need a live RetryState, and our retries span processes
+    and restarts with the attempt count kept in the outbox row."""
+    return random.uniform(0, min(cap, base * 2 ** max(0, attempts - 1)))
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        catalog: Catalog,
+        registry: ConnectorRegistry,
+        *,
+        lease_seconds: float = 30.0,
+        max_attempts: int = 12,
+        poll_interval: float = 0.2,
+        status_interval: float = 1.0,
+        batch: int = 20,
+        backoff_base: float = 1.0,
+    ) -> None:
+        self.sessions = sessions
+        self.catalog = catalog
+        self.registry = registry
+        self.owner = f"worker-{uuid.uuid4().hex[:12]}"
+        self.lease = dt.timedelta(seconds=lease_seconds)
+        self.max_attempts = max_attempts
+        self.poll_interval = poll_interval
+        self.status_interval = status_interval
+        self.batch = batch
+        self.backoff_base = backoff_base
+
+    async def run(self) -> None:
+        """Deliver and poll until cancelled."""
+        while True:
+            try:
+                busy = await self.deliver_due()
+                busy += await self.poll_statuses()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the loop must outlive a database hiccup
+                log.exception("delivery loop failed; retrying")
+                busy = 0
+            if not busy:
+                await asyncio.sleep(self.poll_interval)
+
+    # -- delivery ---------------------------------------------------------
+
+    async def _claim(self) -> list[int]:
+        now = utcnow()
+        claimed: list[int] = []
+        async with self.sessions.begin() as session:
+            candidates: Sequence[int] = (
+                await session.scalars(
+                    select(OutboxItem.id)
+                    .where(
+                        OutboxItem.state == "PENDING",
+                        OutboxItem.next_attempt_at <= now,
+                        (OutboxItem.lease_until.is_(None)) | (OutboxItem.lease_until < now),
+                    )
+                    .order_by(OutboxItem.next_attempt_at)
+                    .limit(self.batch)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            for item_id in candidates:
+                result = await session.execute(
+                    update(OutboxItem)
+                    .where(
+                        OutboxItem.id == item_id,
+                        OutboxItem.state == "PENDING",
+                        (OutboxItem.lease_until.is_(None)) | (OutboxItem.lease_until < now),
+                    )
+                    .values(lease_owner=self.owner, lease_until=now + self.lease)
+                )
+                if result.rowcount == 1:  # type: ignore[attr-defined]
+                    claimed.append(item_id)
+        return claimed
+
+    async def deliver_due(self) -> int:
+        claimed = await self._claim()
+        if claimed:
+            await asyncio.gather(*(self._deliver(item_id) for item_id in claimed))
+        return len(claimed)
+
+    async def _deliver(self, item_id: int) -> None:
+        async with self.sessions() as session:
+            item = await session.get(OutboxItem, item_id)
+            app = await session.get(Application, item.application_id) if item else None
+        if item is None or app is None:
+            return
+        service = self.catalog.service(app.service_code)
+        if service is None:
+            await self._fail(item_id, PermanentError(app.agency, "service left the catalog"))
+            return
+        try:
+            response = await self.registry.submit(service, app.form, idempotency_key(app.id))
+        except ConnectorError as exc:
+            await self._fail(item_id, exc)
+            return
+        now = utcnow()
+        async with self.sessions.begin() as session:
+            owned = await session.execute(
+                update(OutboxItem)
+                .where(OutboxItem.id == item_id, OutboxItem.lease_owner == self.owner)
+                .values(state="DONE", lease_owner=None, lease_until=None, last_error=None)
+            )
+            if owned.rowcount != 1:  # type: ignore[attr-defined]
+                return  # our lease ran out and another worker took over
+            app = await session.get(Application, app.id, with_for_update=True)
+            assert app is not None
+            app.reference = response.reference
+            if app.status == Status.SUBMITTED:
+                app.status = Status.DELIVERED
+                app.updated_at = now
+                app.history.append(ApplicationEvent(at=now, status=Status.DELIVERED))
+                app.next_poll_at = now + dt.timedelta(seconds=self.status_interval)
+
+    async def _fail(self, item_id: int, error: ConnectorError) -> None:
+        now = utcnow()
+        reason = f"{type(error).__name__}: {error.message}"
+        async with self.sessions.begin() as session:
+            item = await session.get(OutboxItem, item_id, with_for_update=True)
+            if item is None or item.lease_owner != self.owner:
+                return
+            item.attempts += 1
+            item.last_error = reason
+            item.lease_owner = None
+            item.lease_until = None
+            if isinstance(error, PermanentError) or item.attempts >= self.max_attempts:
+                item.state = "DEAD"
+                log.warning("outbox item %s dead-lettered: %s", item_id, reason)
+            else:
+                delay = backoff(item.attempts, self.backoff_base)
+                item.next_attempt_at = now + dt.timedelta(seconds=delay)
+
+    # -- status flowing back ------------------------------------------------
+
+    async def poll_statuses(self) -> int:
+        now = utcnow()
+        async with self.sessions.begin() as session:
+            due = (
+                await session.scalars(
+                    select(Application)
+                    .where(
+                        Application.next_poll_at <= now,
+                        Application.reference.is_not(None),
+                        Application.status.not_in([s.value for s in FINAL]),
+                    )
+                    .limit(self.batch)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            claimed = []
+            for app in due:
+                # Claim by pushing the next poll out; a second worker's
+                # conditional update on the old value then matches nothing.
+                result = await session.execute(
+                    update(Application)
+                    .where(Application.id == app.id, Application.next_poll_at == app.next_poll_at)
+                    .values(next_poll_at=now + self.lease)
+                )
+                if result.rowcount == 1:  # type: ignore[attr-defined]
+                    claimed.append((app.id, app.service_code, app.reference))
+        await asyncio.gather(*(self._poll(*entry) for entry in claimed))
+        return len(claimed)
+
+    async def _poll(self, app_id: str, service_code: str, reference: str | None) -> None:
+        service = self.catalog.service(service_code)
+        if service is None or reference is None:
+            return
+        try:
+            response = await self.registry.status(service, reference)
+        except ConnectorError as exc:
+            log.info("status poll for %s failed: %s", service_code, type(exc).__name__)
+            response = None
+        now = utcnow()
+        async with self.sessions.begin() as session:
+            app = await session.get(Application, app_id, with_for_update=True)
+            if app is None:
+                return
+            app.next_poll_at = now + dt.timedelta(seconds=self.status_interval)
+            if response is None or response.status not in AGENCY_STATUSES:
+                return
+            if app.status in FINAL or response.status == app.status:
+                if app.status in FINAL:
+                    app.next_poll_at = None
+                return
+            app.status = response.status
+            app.updated_at = now
+            app.history.append(ApplicationEvent(at=now, status=response.status, note=response.note))
+            if app.status in FINAL:
+                app.next_poll_at = None
+
+
+async def replay(sessions: async_sessionmaker[AsyncSession], item_ids: Sequence[int] | None) -> int:
+    """Put dead-lettered items back in the queue; all of them when ids is None."""
+    query = update(OutboxItem).where(OutboxItem.state == "DEAD")
+    if item_ids is not None:
+        query = query.where(OutboxItem.id.in_(item_ids))
+    async with sessions.begin() as session:
+        result = await session.execute(
+            query.values(state="PENDING", attempts=0, next_attempt_at=utcnow(), last_error=None)
+        )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,21 @@
+"""Which connector class speaks each back-end kind."""
+
+from __future__ import annotations
+
+import importlib
+
+from connectors.base import Connector
+from gateway.catalog.model import BackendKind
+
+_CLASSES = {
+    BackendKind.SOAP: "connectors.soap:SoapConnector",
+    BackendKind.REST: "connectors.rest:RestConnector",
+    BackendKind.SQL: "connectors.sql:SqlConnector",
+    BackendKind.FILE: "connectors.files:FileConnector",
+}
+
+
+def connector_class(kind: BackendKind) -> type[Connector]:
+    module, _, name = _CLASSES[kind].partition(":")
+    cls: type[Connector] = getattr(importlib.import_module(module), name)
+    return cls

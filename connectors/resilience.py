@@ -1,0 +1,139 @@
+"""Per-agency resilience around any connector: concurrency cap, circuit
+breaker (purgatory), retries for idempotent LOOKUPs only (tenacity), and the
+rolling figures ``agencyHealth`` reports.
+
+Order matters: retry( breaker( cap( connector ) ) ) — a retry re-enters the
+breaker, so an opening breaker stops the retries too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from purgatory import AsyncCircuitBreakerFactory
+from purgatory.domain.model import OpenedState
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from connectors.base import Action, BackendRequest, BackendResponse, Connector
+from connectors.errors import (
+    BackendBusy,
+    CircuitOpen,
+    ConnectorError,
+    PermanentError,
+    TransientError,
+)
+
+_WINDOW = 256
+
+
+@dataclass
+class AgencyStats:
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=_WINDOW))
+    outcomes: deque[bool] = field(default_factory=lambda: deque(maxlen=20))
+    last_error: str | None = None
+
+    def record(self, elapsed_ms: float, error: ConnectorError | None) -> None:
+        self.latencies_ms.append(elapsed_ms)
+        self.outcomes.append(error is None)
+        if error is not None:
+            # The class name and our own message only: never upstream text,
+            # which may quote personal data back at us.
+            self.last_error = type(error).__name__
+
+    def percentile(self, q: int) -> float | None:
+        if not self.latencies_ms:
+            return None
+        if len(self.latencies_ms) == 1:
+            return self.latencies_ms[0]
+        return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[q - 1]
+
+    @property
+    def recent_failures(self) -> int:
+        return sum(1 for ok in self.outcomes if not ok)
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, TransientError) and not isinstance(exc, CircuitOpen | BackendBusy)
+
+
+class ResilientConnector(Connector):
+    def __init__(
+        self,
+        inner: Connector,
+        agency: str,
+        breakers: AsyncCircuitBreakerFactory,
+        *,
+        concurrency: int = 20,
+        queue_wait: float = 2.0,
+        lookup_attempts: int = 3,
+    ) -> None:
+        self.inner = inner
+        self.agency = agency
+        self.breakers = breakers
+        self.stats = AgencyStats()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._queue_wait = queue_wait
+        self._lookup_attempts = lookup_attempts
+
+    async def breaker_state(self) -> str:
+        breaker = await self.breakers.get_breaker(self.agency)
+        state: str = breaker.context.state
+        return {"closed": "CLOSED", "opened": "OPEN", "half-opened": "HALF_OPEN"}[state]
+
+    async def send(self, request: BackendRequest) -> BackendResponse:
+        if request.action is not Action.LOOKUP:
+            return await self._guarded(request)
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._lookup_attempts),
+            wait=wait_exponential_jitter(multiplier=0.05, max=0.5, jitter=0.05),
+            retry=retry_if_exception(_retryable),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._guarded(request)
+        raise AssertionError("unreachable: tenacity reraises")
+
+    async def _guarded(self, request: BackendRequest) -> BackendResponse:
+        breaker = await self.breakers.get_breaker(self.agency)
+        try:
+            async with breaker:
+                return await self._capped(request)
+        except OpenedState as exc:
+            raise CircuitOpen(self.agency, "circuit breaker open") from exc
+
+    async def _capped(self, request: BackendRequest) -> BackendResponse:
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self._queue_wait)
+        except TimeoutError as exc:
+            raise BackendBusy(self.agency, "concurrency cap reached") from exc
+        started = time.perf_counter()
+        try:
+            response = await self.inner.send(request)
+        except ConnectorError as exc:
+            self.stats.record((time.perf_counter() - started) * 1000, exc)
+            raise
+        finally:
+            self._slots.release()
+        self.stats.record((time.perf_counter() - started) * 1000, None)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def breaker_factory(threshold: int, ttl: float) -> AsyncCircuitBreakerFactory:
+    # A rejection is the agency working correctly; only transient faults
+    # count towards opening the breaker.
+    return AsyncCircuitBreakerFactory(
+        default_threshold=threshold, default_ttl=ttl, exclude=[PermanentError, BackendBusy]
+    )

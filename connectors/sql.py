@@ -1,0 +1,469 @@
+"""Connector for agencies whose legacy system is a bare SQL database.
+
+The gateway reads and writes the agency's own tables (SQLAlchemy Core,
+async), named by the catalog: ``binding.operation`` is the table or view,
+binding keys and values are its columns. Tables are reflected lazily and
+cached; names are matched case-insensitively because legacy databases fold
+identifiers differently (PostgreSQL to lower case, Oracle-era schemas to
+upper case, MariaDB keeps what was typed).
+
+Request tables carry the reserved columns ID, IDEM_KEY, REF_NO, STS_CD,
+STS_NOTE, CRT_DT, UPD_DT; the agency's review batch job owns STS_CD/STS_NOTE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import math
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, Literal
+
+from sqlalchemy import MetaData, Table, insert, inspect, select, update
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.schema import Column
+
+from connectors.base import Action, BackendRequest, BackendResponse, Connector
+from connectors.config import BackendEndpoint, Timeouts
+from connectors.errors import (
+    BackendRejected,
+    BackendTimeout,
+    BackendUnavailable,
+    ConnectorError,
+    MappingError,
+    ProtocolError,
+)
+from gateway.catalog.model import Agency, Service
+
+_DEFAULT_TIMEOUTS = Timeouts()
+RESERVED_COLUMNS = ("ID", "IDEM_KEY", "REF_NO", "STS_CD", "STS_NOTE", "CRT_DT", "UPD_DT")
+STATUSES = frozenset({"DELIVERED", "IN_REVIEW", "NEEDS_INFO", "APPROVED", "REJECTED", "ISSUED"})
+
+_Failure = Literal["unavailable", "timeout", "missing", "data", "integrity", "rejected"]
+
+# MariaDB/MySQL server and client error numbers, by what they mean for us.
+_MYSQL: dict[int, _Failure] = {
+    **dict.fromkeys((1040, 1053, 1205, 1213, 1927, 2002, 2003, 2006, 2013, 2055), "unavailable"),
+    **dict.fromkeys((1969, 3024), "timeout"),
+    **dict.fromkeys((1146, 1054), "missing"),
+    **dict.fromkeys((1264, 1265, 1292, 1365, 1366, 1406), "data"),
+    **dict.fromkeys((1048, 1062, 1216, 1217, 1451, 1452), "integrity"),
+    **dict.fromkeys((1044, 1045, 1142, 1143), "rejected"),
+}
+
+
+def reference_prefix(agency: Agency) -> str:
+    return str(agency.backend.dialect.get("reference_prefix", agency.code))
+
+
+def legacy_reference(prefix: str, year: int, row_id: int) -> str:
+    """The agency's reference number for request row ``row_id``."""
+    return f"{prefix}-{year}-{row_id:06d}"
+
+
+def _utcnow() -> dt.datetime:
+    # Naive UTC: portable across the three dialects' timestamp-without-zone columns.
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _engine_options(url: str, timeouts: Timeouts) -> dict[str, Any]:
+    backend = make_url(url).get_backend_name()
+    connect_args: dict[str, Any] = {}
+    if backend == "sqlite":
+        # sqlite3's busy timeout: how long to wait for another writer's lock. A call
+        # blocked there runs in aiosqlite's thread and cannot be cancelled from the
+        # event loop, so cap it at the overall limit or that limit would not hold.
+        connect_args = {"timeout": min(timeouts.read, timeouts.total)}
+    elif backend in ("mysql", "mariadb"):
+        # Lock waits default to a day on MariaDB; whole seconds only, at least one.
+        wait = max(1, math.ceil(timeouts.read))
+        connect_args = {
+            "connect_timeout": timeouts.connect,
+            "init_command": (
+                f"SET SESSION lock_wait_timeout={wait}, innodb_lock_wait_timeout={wait}"
+            ),
+        }
+    elif backend == "postgresql":
+        connect_args = {
+            "timeout": timeouts.connect,
+            "server_settings": {
+                "lock_timeout": str(max(1, int(timeouts.read * 1000))),
+                # So the server stops working once we have given up on the answer.
+                "statement_timeout": str(max(1, int(timeouts.total * 1000))),
+                "application_name": "khaalga",
+            },
+        }
+    return {
+        "connect_args": connect_args,
+        "pool_size": 5,
+        "max_overflow": 5,
+        "pool_timeout": timeouts.connect,
+        "pool_recycle": 1800,
+        "pool_pre_ping": True,
+    }
+
+
+def _classify(exc: sa_exc.DBAPIError) -> _Failure:
+    """What a driver error means, from its MySQL number, SQLSTATE or SQLite text."""
+    orig = exc.orig
+    # MySQL numbers first: MariaDB also reports SQLSTATEs, but coarse ones (42S02, HY000).
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _MYSQL:
+        return _MYSQL[args[0]]
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(sqlstate, str) and len(sqlstate) == 5:
+        cls = sqlstate[:2]
+        if sqlstate == "57014":  # statement_timeout
+            return "timeout"
+        if sqlstate == "55P03" or cls in ("08", "40", "53", "57", "58"):
+            return "unavailable"
+        if sqlstate in ("42P01", "42703"):
+            return "missing"
+        if cls == "22":
+            return "data"
+        if cls == "23":
+            return "integrity"
+        if cls in ("28", "42"):
+            return "rejected"
+    text = str(orig).lower()
+    if any(s in text for s in ("locked", "busy", "unable to open", "disk i/o")):
+        return "unavailable"
+    if "no such table" in text or "no such column" in text:
+        return "missing"
+    if isinstance(exc, sa_exc.IntegrityError):
+        return "integrity"
+    if isinstance(exc, sa_exc.DataError):
+        return "data"
+    if isinstance(exc, sa_exc.ProgrammingError | sa_exc.NotSupportedError):
+        return "rejected"
+    return "unavailable"
+
+
+def _error_code(exc: sa_exc.DBAPIError) -> str:
+    """SQLSTATE, MySQL error number or driver class: safe to log, unlike driver texts."""
+    orig = exc.orig
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):
+        return str(args[0])
+    sqlstate = getattr(orig, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate
+    return type(orig).__name__
+
+
+def _fits(value: Any, expected: type) -> bool:
+    if expected is bool:
+        return isinstance(value, bool | int)
+    if expected in (int, float, Decimal):
+        return isinstance(value, int | float | Decimal)
+    if expected is dt.date:
+        return isinstance(value, dt.date)
+    return isinstance(value, expected)
+
+
+def _python_type(column: Column[Any]) -> type | None:
+    try:
+        return column.type.python_type
+    except NotImplementedError:
+        return None
+
+
+class SqlConnector(Connector):
+    """Reads registers and files applications straight in the agency's database."""
+
+    def __init__(
+        self, agency: Agency, endpoint: BackendEndpoint, timeouts: Timeouts = _DEFAULT_TIMEOUTS
+    ) -> None:
+        self._agency = agency
+        self._timeouts = timeouts
+        self._engine: AsyncEngine = create_async_engine(
+            endpoint.url, **_engine_options(endpoint.url, timeouts)
+        )
+        self._services = {s.code: s for s in agency.services}
+        dialect = agency.backend.dialect
+        self._prefix = reference_prefix(agency)
+        self._status_of = {
+            str(code).strip(): str(status)
+            for code, status in dict(dialect.get("status_codes", {})).items()
+        }
+        self._delivered_code = next(
+            (code for code, status in self._status_of.items() if status == "DELIVERED"), None
+        )
+        self._metadata = MetaData()
+        self._tables: dict[str, Table] = {}
+        self._reflecting = asyncio.Lock()
+        self._closed = False
+
+    async def aclose(self) -> None:
+        self._closed = True
+        await self._engine.dispose()
+
+    # -- the one error boundary ------------------------------------------------------
+
+    async def send(self, request: BackendRequest) -> BackendResponse:
+        if self._closed:
+            raise BackendUnavailable(self._agency.code, "connector is closed")
+        try:
+            async with asyncio.timeout(self._timeouts.total):
+                return await self._dispatch(request)
+        except ConnectorError:
+            raise
+        except TimeoutError as exc:
+            raise BackendTimeout(
+                self._agency.code, f"{request.service_code}: no answer within the time limit"
+            ) from exc
+        except Exception as exc:
+            mapped = self._translate(exc, request)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+    def _translate(self, exc: Exception, request: BackendRequest) -> ConnectorError | None:
+        # Messages carry error classes and codes only: driver texts can echo row values.
+        agency, code = self._agency.code, request.service_code
+        if isinstance(exc, sa_exc.TimeoutError):
+            return BackendTimeout(agency, f"{code}: no database connection free in time")
+        if isinstance(exc, sa_exc.DBAPIError):
+            failure = _classify(exc)
+            what = _error_code(exc)
+            match failure:
+                case "unavailable":
+                    return BackendUnavailable(agency, f"{code}: database unavailable ({what})")
+                case "timeout":
+                    return BackendTimeout(agency, f"{code}: database statement timed out")
+                case "missing":
+                    # The schema changed under us: forget it so the next call reflects anew.
+                    self._tables.pop(request.operation.casefold(), None)
+                    return MappingError(
+                        agency,
+                        code,
+                        "operation",
+                        f"table {request.operation} or one of its columns no longer exists",
+                    )
+                case "data":
+                    return ProtocolError(agency, f"{code}: database refused a value ({what})")
+                case "integrity" | "rejected":
+                    return BackendRejected(agency, f"{code}: database refused it ({what})")
+        if isinstance(exc, OSError):
+            return BackendUnavailable(agency, f"{code}: cannot reach the database")
+        if isinstance(exc, ValueError | TypeError | ArithmeticError):
+            # Raised while SQLAlchemy converts a stored value, e.g. a date column holding junk.
+            return ProtocolError(agency, f"{code}: unparseable value in the agency's record")
+        if isinstance(exc, sa_exc.StatementError | sa_exc.ResourceClosedError):
+            return ProtocolError(agency, f"{code}: unexpected database answer")
+        return None
+
+    # -- actions ---------------------------------------------------------------------
+
+    async def _dispatch(self, request: BackendRequest) -> BackendResponse:
+        service = self._services.get(request.service_code)
+        if service is None:
+            raise MappingError(
+                self._agency.code, request.service_code, "code", "not a service of this agency"
+            )
+        match request.action:
+            case Action.LOOKUP:
+                return await self._lookup(service, request)
+            case Action.SUBMIT:
+                return await self._submit(service, request)
+            case Action.STATUS:
+                return await self._status(service, request)
+
+    async def _lookup(self, service: Service, request: BackendRequest) -> BackendResponse:
+        async with self._engine.connect() as conn:
+            table = await self._table(conn, service, request.operation)
+            criteria = [
+                col.is_(None) if value is None else col == value
+                for col, value in self._bound(table, service, request.payload).items()
+            ]
+            wanted = list(dict.fromkeys(service.binding.response.values()))
+            result_of = {column: field for field, column in service.binding.response.items()}
+            columns = [self._column(table, service, result_of[name], name) for name in wanted]
+            # Two rows for one key means the register is corrupt, not that either is right.
+            rows = (await conn.execute(select(*columns).where(*criteria).limit(2))).all()
+        if not rows:
+            return BackendResponse(status="NOT_FOUND")
+        if len(rows) > 1:
+            raise ProtocolError(
+                self._agency.code, f"{service.code}: the register holds several records for one key"
+            )
+        data = {
+            name: self._raw(service, col, value)
+            for name, col, value in zip(wanted, columns, rows[0], strict=True)
+        }
+        return BackendResponse(data=data)
+
+    async def _submit(self, service: Service, request: BackendRequest) -> BackendResponse:
+        key = request.idempotency_key
+        if not key:
+            raise MappingError(
+                self._agency.code, service.code, "idempotency_key", "a SUBMIT needs one"
+            )
+        async with self._engine.connect() as conn:
+            table = await self._table(conn, service, request.operation)
+        r = self._reserved(table, service)
+        now = _utcnow()
+        values: dict[Column[Any], Any] = dict(self._bound(table, service, request.payload))
+        values |= {r["IDEM_KEY"]: key, r["STS_CD"]: self._delivered_code, r["CRT_DT"]: now}
+        values[r["UPD_DT"]] = now
+        try:
+            async with self._engine.begin() as conn:
+                inserted = await conn.execute(insert(table).values(values))
+                row_id = inserted.inserted_primary_key[0] if inserted.inserted_primary_key else None
+                if row_id is None:
+                    raise ProtocolError(
+                        self._agency.code, f"{service.code}: the database returned no row ID"
+                    )
+                # REF_NO is set by us, from the new ID, in the same transaction rather than
+                # by a trigger: MariaDB BEFORE INSERT triggers cannot see the AUTO_INCREMENT
+                # ID and AFTER triggers cannot update their own table, so a trigger would
+                # differ per dialect; this also mirrors the agency's old desktop client,
+                # which numbered documents itself. The batch job numbers stray rows.
+                reference = legacy_reference(self._prefix, now.year, int(row_id))
+                await conn.execute(
+                    update(table).where(r["ID"] == row_id).values({r["REF_NO"]: reference})
+                )
+        except sa_exc.IntegrityError as exc:
+            # Whichever constraint fired, a row with our key means this is a repeat
+            # (possibly a concurrent one that won the race): answer with its reference.
+            existing = await self._reference_for_key(table, service, key)
+            if existing is None:
+                raise BackendRejected(
+                    self._agency.code, f"{service.code}: the database refused the application"
+                ) from exc
+            reference = existing
+        return BackendResponse(reference=reference, status="DELIVERED")
+
+    async def _reference_for_key(self, table: Table, service: Service, key: str) -> str | None:
+        r = self._reserved(table, service)
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    select(r["ID"], r["REF_NO"], r["CRT_DT"]).where(r["IDEM_KEY"] == key)
+                )
+            ).first()
+            if row is None:
+                return None
+            if row[1]:
+                return str(row[1])
+            # Filed by some other client and not numbered yet: number it now.
+            year = row[2].year if isinstance(row[2], dt.datetime) else _utcnow().year
+            reference = legacy_reference(self._prefix, year, int(row[0]))
+            await conn.execute(
+                update(table)
+                .where(r["ID"] == row[0], r["REF_NO"].is_(None))
+                .values({r["REF_NO"]: reference})
+            )
+        return reference
+
+    async def _status(self, service: Service, request: BackendRequest) -> BackendResponse:
+        if not request.reference:
+            raise BackendRejected(self._agency.code, f"{service.code}: STATUS needs a reference")
+        async with self._engine.connect() as conn:
+            table = await self._table(conn, service, request.operation)
+            r = self._reserved(table, service)
+            row = (
+                await conn.execute(
+                    select(r["STS_CD"], r["STS_NOTE"]).where(r["REF_NO"] == request.reference)
+                )
+            ).first()
+        if row is None:
+            raise BackendRejected(self._agency.code, f"{service.code}: unknown reference")
+        code, note = row
+        if code is None:
+            status: str | None = "DELIVERED"  # filed, the batch job has not picked it up yet
+        else:
+            status = self._status_of.get(str(code).strip())
+        if status is None:
+            raise ProtocolError(
+                self._agency.code, f"{service.code}: unknown status code {str(code)[:8]!r}"
+            )
+        if status not in STATUSES:
+            raise MappingError(
+                self._agency.code,
+                service.code,
+                "status_codes",
+                f"dialect maps a code to {status!r}, not an application status",
+            )
+        return BackendResponse(
+            reference=request.reference, status=status, note=None if note is None else str(note)
+        )
+
+    # -- schema ------------------------------------------------------------------------
+
+    async def _table(self, conn: AsyncConnection, service: Service, operation: str) -> Table:
+        cache_key = operation.casefold()
+        table = self._tables.get(cache_key)
+        if table is not None:
+            return table
+        async with self._reflecting:
+            table = self._tables.get(cache_key)
+            if table is None:
+                table = await conn.run_sync(self._reflect, operation)
+                if table is None:
+                    raise MappingError(
+                        self._agency.code,
+                        service.code,
+                        "operation",
+                        f"no table or view {operation} in the agency's database",
+                    )
+                self._tables[cache_key] = table
+        return table
+
+    def _reflect(self, conn: Connection, operation: str) -> Table | None:
+        inspector = inspect(conn)
+        names = [*inspector.get_table_names(), *inspector.get_view_names()]
+        matches = [n for n in names if n.casefold() == operation.casefold()]
+        if not matches:
+            return None
+        actual = operation if operation in matches else matches[0]
+        self._metadata.reflect(conn, only=[actual], views=True, extend_existing=True)
+        return self._metadata.tables[actual]
+
+    def _column(self, table: Table, service: Service, field: str, name: str) -> Column[Any]:
+        for column in table.columns:
+            if column.name.casefold() == name.casefold():
+                return column
+        raise MappingError(
+            self._agency.code, service.code, field, f"no column {name} in {table.name}"
+        )
+
+    def _reserved(self, table: Table, service: Service) -> dict[str, Column[Any]]:
+        return {name: self._column(table, service, name, name) for name in RESERVED_COLUMNS}
+
+    def _bound(
+        self, table: Table, service: Service, payload: Mapping[str, Any]
+    ) -> dict[Column[Any], Any]:
+        """Payload keyed by reflected column, each value checked against the column type."""
+        bound: dict[Column[Any], Any] = {}
+        for name, value in payload.items():
+            field = service.binding.request.get(name, name)
+            column = self._column(table, service, field, name)
+            expected = _python_type(column)
+            if value is not None and expected is not None and not _fits(value, expected):
+                raise MappingError(
+                    self._agency.code,
+                    service.code,
+                    field,
+                    f"a {type(value).__name__} does not fit column {name} ({expected.__name__})",
+                )
+            bound[column] = value
+        return bound
+
+    def _raw(self, service: Service, column: Column[Any], value: Any) -> Any:
+        """A stored value as the mapping layer expects it, or ProtocolError if it is junk."""
+        if value is None:
+            return None
+        if isinstance(value, Decimal):
+            value = int(value) if value == value.to_integral_value() else float(value)
+        expected = _python_type(column)
+        if expected is not None and not _fits(value, expected):
+            raise ProtocolError(
+                self._agency.code,
+                f"{service.code}: column {column.name} holds a value that is not "
+                f"a {expected.__name__}",
+            )
+        return value

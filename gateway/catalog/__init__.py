@@ -1,0 +1,1 @@
+"""The service catalog: models, loading and form validation."""

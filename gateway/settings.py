@@ -1,0 +1,83 @@
+"""Configuration from the environment (``KHAALGA_*``); see the README table."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from connectors.config import BackendEndpoint, Timeouts
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: Literal["development", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    var_dir: Path = ROOT / "var"
+    database_url: str = ""
+    catalog_dir: Path = ROOT / "catalog"
+    backends: Mapping[str, BackendEndpoint] = field(default_factory=dict)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    agency_concurrency: int = 20
+    breaker_threshold: int = 5
+    breaker_ttl: float = 30.0
+    worker: bool = True
+    delivery_poll: float = 0.2
+    status_poll: float = 1.0
+    max_attempts: int = 12
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            object.__setattr__(
+                self, "database_url", f"sqlite+aiosqlite:///{self.var_dir / 'khaalga.sqlite'}"
+            )
+
+    @property
+    def development(self) -> bool:
+        return self.env == "development"
+
+
+def _backends(environ: Mapping[str, str]) -> dict[str, BackendEndpoint]:
+    """``KHAALGA_BACKEND_<AGENCY>_URL`` (+ ``_API_KEY``, ``_ACCESS_TOKEN``, ``_SIGNING_KEY``)."""
+    endpoints = {}
+    for key, url in environ.items():
+        if key.startswith("KHAALGA_BACKEND_") and key.endswith("_URL"):
+            code = key.removeprefix("KHAALGA_BACKEND_").removesuffix("_URL")
+            signing = environ.get(f"KHAALGA_BACKEND_{code}_SIGNING_KEY")
+            endpoints[code] = BackendEndpoint(
+                url=url,
+                api_key=environ.get(f"KHAALGA_BACKEND_{code}_API_KEY"),
+                access_token=environ.get(f"KHAALGA_BACKEND_{code}_ACCESS_TOKEN"),
+                signing_key=Path(signing) if signing else None,
+            )
+    return endpoints
+
+
+def from_env(environ: Mapping[str, str] = os.environ) -> Settings:
+    env = environ.get("KHAALGA_ENV", "development")
+    if env not in ("development", "production"):
+        raise SettingsError("KHAALGA_ENV must be development or production")
+    try:
+        port = int(environ.get("KHAALGA_PORT", "8000"))
+    except ValueError as exc:
+        raise SettingsError("KHAALGA_PORT must be a number") from exc
+    var_dir = Path(environ.get("KHAALGA_VAR_DIR", str(ROOT / "var")))
+    return Settings(
+        env=env,  # type: ignore[arg-type]  # checked above
+        host=environ.get("KHAALGA_HOST", "127.0.0.1"),
+        port=port,
+        var_dir=var_dir,
+        database_url=environ.get("KHAALGA_DATABASE_URL", ""),
+        catalog_dir=Path(environ.get("KHAALGA_CATALOG_DIR", str(ROOT / "catalog"))),
+        backends=_backends(environ),
+        worker=environ.get("KHAALGA_WORKER", "1") not in ("0", "false", "no"),
+    )

@@ -1,0 +1,247 @@
+"""The hand-written root fields, and ``build_schema`` joining both halves."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Sequence
+from typing import Any, cast
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.scalars import JSON
+from strawberry.types import ExecutionContext
+
+from auth.principal import PrincipalKind
+from gateway.applications import NotCancellable, Status, encode_cursor
+from gateway.catalog.loader import Catalog
+from gateway.catalog.model import Service as ServiceModel
+from gateway.catalog.model import ServiceKind as ServiceKindModel
+from gateway.catalog.model import Text
+from schema import errors, operations
+from schema.generated import service_fields
+from schema.types import (
+    Agency,
+    AgencyHealth,
+    Application,
+    ApplicationConnection,
+    ApplicationEdge,
+    PageInfo,
+    Service,
+    ServiceConnection,
+    ServiceEdge,
+    ServiceFilter,
+    SubmitApplicationPayload,
+)
+
+MAX_PAGE = 500
+_WORD = re.compile(r"\w+")
+
+
+def _words(service: ServiceModel) -> frozenset[str]:
+    text = " ".join(
+        (service.name.mn, service.name.en, service.description.mn, service.description.en)
+    )
+    return frozenset(w.casefold() for w in _WORD.findall(text))
+
+
+def _matches(service: ServiceModel, query: str) -> bool:
+    words = _words(service)
+    return all(
+        any(word.startswith(term) for word in words)
+        for term in (t.casefold() for t in _WORD.findall(query))
+    )
+
+
+def _offset_cursor(index: int) -> str:
+    return base64.urlsafe_b64encode(f"offset:{index}".encode()).decode()
+
+
+def _offset(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+        if kind == "offset":
+            return int(value) + 1
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise errors.bad_user_input({"after": _BAD_CURSOR})
+
+
+def _page_info(edges: Sequence[ServiceEdge | ApplicationEdge], more: bool, back: bool) -> PageInfo:
+    return PageInfo(
+        has_next_page=more,
+        has_previous_page=back,
+        start_cursor=edges[0].cursor if edges else None,
+        end_cursor=edges[-1].cursor if edges else None,
+    )
+
+
+def _page_size(first: int | None, default: int) -> int:
+    if first is None:
+        return default
+    if first < 0 or first > MAX_PAGE:
+        raise errors.bad_user_input({"first": _BAD_FIRST})
+    return first
+
+
+_BAD_CURSOR = Text(mn="Хуудасны заагч буруу", en="The cursor is not valid")
+_NOT_OBJECT = Text(mn="JSON объект байх ёстой", en="Must be a JSON object")
+_BAD_FIRST = Text(mn=f"0-{MAX_PAGE} хооронд байна", en=f"Must be between 0 and {MAX_PAGE}")
+
+
+@strawberry.type
+class BaseQuery:
+    @strawberry.field(description="All city organisations / Бүх байгууллага")
+    def agencies(self, info: strawberry.Info) -> list[Agency]:
+        return [Agency.of(a) for a in info.context.services.catalog.agencies]
+
+    @strawberry.field
+    def agency(self, info: strawberry.Info, code: strawberry.ID) -> Agency | None:
+        found = info.context.services.catalog.agency(str(code))
+        return Agency.of(found) if found else None
+
+    @strawberry.field(description="Services, filtered and paged (Relay connection)")
+    def services(
+        self,
+        info: strawberry.Info,
+        filter: ServiceFilter | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> ServiceConnection:
+        catalog: Catalog = info.context.services.catalog
+        chosen = list(catalog.services())
+        if filter is not None:
+            if filter.agency:
+                chosen = [s for s in chosen if s.agency_code == filter.agency]
+            if filter.category:
+                chosen = [s for s in chosen if s.category == filter.category]
+            if filter.kind:
+                chosen = [s for s in chosen if s.kind == filter.kind]
+            if filter.search:
+                chosen = [s for s in chosen if _matches(s, filter.search)]
+        start = _offset(after)
+        size = _page_size(first, 50)
+        window = chosen[start : start + size]
+        edges = [
+            ServiceEdge(cursor=_offset_cursor(start + i), node=Service.of(s))
+            for i, s in enumerate(window)
+        ]
+        return ServiceConnection(
+            total_count=len(chosen),
+            edges=edges,
+            page_info=_page_info(edges, start + size < len(chosen), start > 0),
+        )
+
+    @strawberry.field
+    def service(self, info: strawberry.Info, code: strawberry.ID) -> Service | None:
+        found = info.context.services.catalog.service(str(code))
+        return Service.of(found) if found else None
+
+    @strawberry.field(description="Generic LOOKUP for form-driven clients")
+    async def lookup(self, info: strawberry.Info, service_code: strawberry.ID, input: JSON) -> JSON:
+        service = operations.find_service(info.context, str(service_code), ServiceKindModel.LOOKUP)
+        if not isinstance(input, dict):
+            raise errors.bad_user_input({"input": _NOT_OBJECT})
+        values = await operations.lookup(info.context, service, input)
+        return cast(JSON, operations.jsonable(values))
+
+    @strawberry.field
+    async def application(self, info: strawberry.Info, id: strawberry.ID) -> Application | None:
+        principal = operations.require_authenticated(info.context)
+        app = await info.context.services.store.get(principal, str(id))
+        return Application.of(app) if app else None
+
+    @strawberry.field(description="The calling citizen's applications, newest first")
+    async def my_applications(
+        self,
+        info: strawberry.Info,
+        status: Status | None = None,  # registered with strawberry as ApplicationStatus
+        first: int | None = None,
+        after: str | None = None,
+    ) -> ApplicationConnection:
+        principal = operations.require_citizen(info.context)
+        size = _page_size(first, 20)
+        page = await info.context.services.store.list(
+            principal, status, size, after
+        )
+        edges = [
+            ApplicationEdge(cursor=encode_cursor(a), node=Application.of(a)) for a in page.items
+        ]
+        return ApplicationConnection(
+            total_count=page.total,
+            edges=edges,
+            page_info=_page_info(edges, page.has_next, after is not None),
+        )
+
+    @strawberry.field(description="Each agency back end's health (officers and operators)")
+    async def agency_health(self, info: strawberry.Info) -> list[AgencyHealth]:
+        principal = operations.require_authenticated(info.context)
+        if principal.kind not in (PrincipalKind.OPERATOR, PrincipalKind.OFFICER):
+            raise errors.forbidden()
+        catalog: Catalog = info.context.services.catalog
+        reports = await info.context.services.registry.health()
+        return [
+            AgencyHealth(
+                agency=Agency.of(catalog.agency(r.agency)),  # type: ignore[arg-type]
+                backend_kind=r.backend_kind,
+                status=r.status,
+                breaker_state=r.breaker_state,
+                last_error=r.last_error,
+                latency_p50_ms=r.latency_p50_ms,
+                latency_p95_ms=r.latency_p95_ms,
+            )
+            for r in reports
+        ]
+
+
+@strawberry.type
+class BaseMutation:
+    @strawberry.mutation(description="Generic APPLICATION submission for form-driven clients")
+    async def submit_application(
+        self,
+        info: strawberry.Info,
+        service_code: strawberry.ID,
+        form: JSON,
+        idempotency_key: str | None = None,
+    ) -> SubmitApplicationPayload:
+        service = operations.find_service(
+            info.context, str(service_code), ServiceKindModel.APPLICATION
+        )
+        if not isinstance(form, dict):
+            raise errors.bad_user_input({"form": _NOT_OBJECT})
+        app = await operations.submit(info.context, service, form, idempotency_key)
+        return SubmitApplicationPayload(application=Application.of(app))
+
+    @strawberry.mutation(description="Cancel an application not yet in review")
+    async def cancel_application(self, info: strawberry.Info, id: strawberry.ID) -> Application:
+        principal = operations.require_citizen(info.context)
+        try:
+            app = await info.context.services.store.cancel(principal, str(id))
+        except NotCancellable as exc:
+            raise errors.conflict(
+                "Хянагдаж эхэлсэн өргөдлийг цуцлах боломжгүй",
+                "An application in review can no longer be cancelled",
+            ) from exc
+        if app is None:
+            raise errors.not_found("Өргөдөл", "Application")
+        return Application.of(app)
+
+
+class KhaalgaSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # Errors we raised on purpose carry a code and are answers, not
+        # faults; logging them would only repeat user mistakes (and their
+        # tracebacks) into the logs. Everything else is logged as strawberry does.
+        unexpected = [e for e in errors if not (e.extensions or {}).get("code")]
+        super().process_errors(unexpected, execution_context)
+
+
+def build_schema(catalog: Catalog) -> strawberry.Schema:
+    queries, mutations = service_fields(catalog)
+    query: Any = strawberry.type(type("Query", (BaseQuery,), queries))
+    mutation: Any = strawberry.type(type("Mutation", (BaseMutation,), mutations))
+    return KhaalgaSchema(query=query, mutation=mutation)

@@ -1,0 +1,155 @@
+"""The outbox worker against the in-memory back end, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import select, update
+
+from connectors.delivery import DeliveryWorker, idempotency_key, replay
+from connectors.errors import BackendRejected, BackendUnavailable
+from connectors.memory import MemoryConnector
+from connectors.registry import ConnectorRegistry
+from gateway.applications import ApplicationStore, Status
+from gateway.catalog.loader import Catalog
+from gateway.db.engine import create_engine, session_factory
+from gateway.db.tables import Application, OutboxItem
+from tests.factories import agency
+
+AGENCY = agency("TEST")
+CATALOG = Catalog((AGENCY,))
+SERVICE = AGENCY.services[0]
+FORM = {"registerNumber": "УБ99010112", "phone": "99112233", "area": 10, "district": "KHAN_UUL"}
+
+
+@dataclass
+class Rig:
+    store: ApplicationStore
+    backend: MemoryConnector
+    registry: ConnectorRegistry
+
+    def worker(self, **kwargs: float) -> DeliveryWorker:
+        options = {"backoff_base": 0.01, "status_interval": 0.01, **kwargs}
+        return DeliveryWorker(self.store.sessions, CATALOG, self.registry, **options)  # type: ignore[arg-type]
+
+    async def outbox(self) -> OutboxItem:
+        async with self.store.sessions() as session:
+            return (await session.scalars(select(OutboxItem))).one()
+
+    async def app(self, app_id: str) -> Application:
+        async with self.store.sessions() as session:
+            found = await session.get(Application, app_id)
+            assert found is not None
+            return found
+
+
+@pytest.fixture
+async def rig(database_url: str) -> AsyncIterator[Rig]:
+    engine = create_engine(database_url)
+    backend = MemoryConnector("TEST", lambda _request: {})
+    registry = ConnectorRegistry(CATALOG, {}, overrides={"TEST": backend}, breaker_threshold=100)
+    yield Rig(ApplicationStore(session_factory(engine)), backend, registry)
+    await engine.dispose()
+
+
+async def test_delivery_marks_delivered_with_the_agency_reference(rig: Rig) -> None:
+    app = await rig.store.submit("УБ99010112", SERVICE, FORM, None)
+    assert await rig.worker().deliver_due() == 1
+    delivered = await rig.app(app.id)
+    assert delivered.status == Status.DELIVERED
+    assert delivered.reference == rig.backend.filed[idempotency_key(app.id)]
+    assert (await rig.outbox()).state == "DONE"
+    assert rig.backend.calls[0].payload["REG"] == "УБ99010112"
+
+
+async def test_transient_failure_retries_with_the_same_key(rig: Rig) -> None:
+    app = await rig.store.submit("УБ99010112", SERVICE, FORM, None)
+    worker = rig.worker()
+    rig.backend.fail_with = BackendUnavailable("TEST", "down")
+    await worker.deliver_due()
+    item = await rig.outbox()
+    assert (item.state, item.attempts) == ("PENDING", 1)
+    assert item.last_error == "BackendUnavailable: down"
+    rig.backend.fail_with = None
+    await asyncio.sleep(0.05)  # past the jittered backoff
+    await worker.deliver_due()
+    assert (await rig.app(app.id)).status == Status.DELIVERED
+    keys = {call.idempotency_key for call in rig.backend.calls}
+    assert keys == {idempotency_key(app.id)}
+    assert len(rig.backend.filed) == 1
+
+
+async def test_permanent_failure_dead_letters_and_replay_requeues(rig: Rig) -> None:
+    app = await rig.store.submit("УБ99010112", SERVICE, FORM, None)
+    worker = rig.worker()
+    rig.backend.fail_with = BackendRejected("TEST", "rule broken")
+    await worker.deliver_due()
+    item = await rig.outbox()
+    assert item.state == "DEAD"
+    assert item.last_error == "BackendRejected: rule broken"
+    assert (await rig.app(app.id)).status == Status.SUBMITTED  # kept, never lost
+    rig.backend.fail_with = None
+    assert await replay(rig.store.sessions, None) == 1
+    await worker.deliver_due()
+    assert (await rig.app(app.id)).status == Status.DELIVERED
+
+
+async def test_attempts_are_capped(rig: Rig) -> None:
+    await rig.store.submit("УБ99010112", SERVICE, FORM, None)
+    worker = rig.worker(max_attempts=3)
+    rig.backend.fail_with = BackendUnavailable("TEST", "down")
+    for _ in range(3):
+        async with rig.store.sessions.begin() as session:
+            await session.execute(
+                update(OutboxItem).values(next_attempt_at=dt.datetime(2000, 1, 1))
+            )
+        await worker.deliver_due()
+    assert (await rig.outbox()).state == "DEAD"
+
+
+async def test_an_expired_lease_is_taken_over_and_filed_once(rig: Rig) -> None:
+    app = await rig.store.submit("УБ99010112", SERVICE, FORM, None)
+    crashed = rig.worker(lease_seconds=0.05)
+    assert await crashed._claim() == [(await rig.outbox()).id]  # then "dies"
+    survivor = rig.worker()
+    assert await survivor.deliver_due() == 0  # the lease still holds
+    await asyncio.sleep(0.1)
+    assert await survivor.deliver_due() == 1
+    assert (await rig.app(app.id)).status == Status.DELIVERED
+    assert len(rig.backend.filed) == 1
+
+
+async def test_two_workers_never_deliver_the_same_item(rig: Rig) -> None:
+    for _ in range(30):
+        await rig.store.submit("УБ99010112", SERVICE, FORM, None)
+    first, second = rig.worker(), rig.worker()
+    while True:
+        done = await asyncio.gather(first.deliver_due(), second.deliver_due())
+        if not sum(done):
+            break
+    submits = [c for c in rig.backend.calls if c.action == "SUBMIT"]
+    assert len(submits) == 30
+    assert len({c.idempotency_key for c in submits}) == 30
+
+
+async def test_status_changes_flow_into_history(rig: Rig) -> None:
+    app = await rig.store.submit("УБ99010112", SERVICE, FORM, None)
+    worker = rig.worker()
+    await worker.deliver_due()
+    reference = (await rig.app(app.id)).reference
+    assert reference is not None
+    rig.backend.statuses[reference] = ("REJECTED", "Бүрдүүлбэр дутуу / Documents missing")
+    await asyncio.sleep(0.02)
+    assert await worker.poll_statuses() == 1
+    final = await rig.app(app.id)
+    assert final.status == Status.REJECTED
+    assert [(e.status, e.note) for e in final.history][-1] == (
+        "REJECTED",
+        "Бүрдүүлбэр дутуу / Documents missing",
+    )
+    await asyncio.sleep(0.02)
+    assert await worker.poll_statuses() == 0  # final: no more polling

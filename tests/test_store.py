@@ -1,0 +1,91 @@
+"""The application store on SQLite and PostgreSQL: idempotency under
+concurrency, one outbox row per application, owner scoping, paging."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import func, select
+
+from auth.dev_issuer import citizen, officer
+from auth.principal import ANONYMOUS
+from gateway.applications import ApplicationStore, NotCancellable, Status
+from gateway.db.engine import create_engine, session_factory
+from gateway.db.tables import Application, OutboxItem
+from tests.factories import application_service
+
+SERVICE = application_service("TEST-001")
+FORM = {"registerNumber": "УБ99010112", "phone": "99112233", "area": 10, "district": "KHAN_UUL"}
+ALICE, BOB = "УБ99010112", "ТА85122304"
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[ApplicationStore]:
+    engine = create_engine(database_url)
+    yield ApplicationStore(session_factory(engine))
+    await engine.dispose()
+
+
+async def count(store: ApplicationStore, table: type[Application] | type[OutboxItem]) -> int:
+    async with store.sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(table)) or 0)
+
+
+async def test_submission_writes_application_history_and_outbox(store: ApplicationStore) -> None:
+    app = await store.submit(ALICE, SERVICE, FORM, None)
+    assert app.status == Status.SUBMITTED
+    assert [e.status for e in app.history] == ["SUBMITTED"]
+    assert await count(store, OutboxItem) == 1
+
+
+async def test_same_key_concurrently_gives_one_application(store: ApplicationStore) -> None:
+    apps = await asyncio.gather(*(store.submit(ALICE, SERVICE, FORM, "key-1") for _ in range(10)))
+    assert len({a.id for a in apps}) == 1
+    assert await count(store, Application) == 1
+    assert await count(store, OutboxItem) == 1
+
+
+async def test_keys_are_per_citizen(store: ApplicationStore) -> None:
+    first = await store.submit(ALICE, SERVICE, FORM, "shared")
+    second = await store.submit(BOB, SERVICE, FORM, "shared")
+    assert first.id != second.id
+
+
+async def test_other_citizens_see_nothing(store: ApplicationStore) -> None:
+    app = await store.submit(ALICE, SERVICE, FORM, None)
+    assert await store.get(citizen(ALICE), app.id) is not None
+    assert await store.get(citizen(BOB), app.id) is None
+    assert await store.get(ANONYMOUS, app.id) is None
+    assert (await store.list(citizen(BOB), None, 10, None)).total == 0
+    assert await store.get(officer("TEST"), app.id) is not None
+    assert await store.get(officer("LAND"), app.id) is None
+
+
+async def test_paging_newest_first_without_gaps(store: ApplicationStore) -> None:
+    ids = [(await store.submit(ALICE, SERVICE, FORM, None)).id for _ in range(7)]
+    seen: list[str] = []
+    after = None
+    while True:
+        page = await store.list(citizen(ALICE), None, 3, after)
+        assert page.total == 7
+        seen += [a.id for a in page.items]
+        if not page.has_next:
+            break
+        from gateway.applications import encode_cursor
+
+        after = encode_cursor(page.items[-1])
+    assert seen == list(reversed(ids))
+
+
+async def test_cancel_only_before_review(store: ApplicationStore) -> None:
+    app = await store.submit(ALICE, SERVICE, FORM, None)
+    assert await store.cancel(citizen(BOB), app.id) is None
+    cancelled = await store.cancel(citizen(ALICE), app.id)
+    assert cancelled is not None and cancelled.status == Status.CANCELLED
+    async with store.sessions() as session:
+        outbox = (await session.scalars(select(OutboxItem))).one()
+    assert outbox.state == "CANCELLED"
+    with pytest.raises(NotCancellable):
+        await store.cancel(citizen(ALICE), app.id)
