@@ -1,0 +1,89 @@
+"""The operator-facing edges: health probes and the ``khaalga`` command."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from auth.dev_issuer import load_or_create_key
+from auth.principal import PrincipalKind
+from auth.tokens import TokenValidator
+from gateway.app import create_app
+from gateway.settings import ROOT, Settings
+
+KHAALGA = [sys.executable, "-m", "gateway.cli"]
+
+
+def run(*args: str, var: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {**os.environ, "KHAALGA_VAR_DIR": str(var), "KHAALGA_ENV": "development", **env}
+    return subprocess.run([*KHAALGA, *args], capture_output=True, text=True, env=environ, timeout=60)
+
+
+async def probe(settings: Settings, path: str) -> httpx.Response:
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://k") as http,
+    ):
+        return await http.get(path)
+
+
+async def test_healthz_and_readyz_when_the_database_is_up(tmp_path: Path) -> None:
+    settings = Settings(var_dir=tmp_path, worker=False)
+    assert (await probe(settings, "/healthz")).status_code == 200
+    ready = await probe(settings, "/readyz")
+    assert (ready.status_code, ready.json()) == (200, {"database": "up"})
+
+
+async def test_readyz_is_503_while_the_database_is_unreachable(tmp_path: Path) -> None:
+    settings = Settings(
+        var_dir=tmp_path, worker=False, database_url="postgresql+asyncpg://nobody@127.0.0.1:9/none"
+    )
+    assert (await probe(settings, "/healthz")).status_code == 200
+    ready = await probe(settings, "/readyz")
+    assert (ready.status_code, ready.json()) == (503, {"database": "down"})
+
+
+def test_catalog_check_names_file_service_and_problem(tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog"
+    shutil.copytree(ROOT / "catalog", catalog)
+    land = catalog / "land.toml"
+    land.write_text(land.read_text(encoding="utf-8").replace("fee = 0", "fee = -5", 1), "utf-8")
+    result = run("catalog", "check", var=tmp_path, KHAALGA_CATALOG_DIR=str(catalog))
+    assert result.returncode != 0
+    assert "land.toml: service LAND-001: fee: Input should be greater than or equal to 0" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_catalog_check_passes_on_the_real_catalog(tmp_path: Path) -> None:
+    result = run("catalog", "check", var=tmp_path)
+    assert result.returncode == 0
+    assert "13 agencies, 123 services" in result.stdout
+
+
+def test_token_prints_a_citizen_token_on_its_last_line(tmp_path: Path) -> None:
+    result = run("token", "--citizen", "УБ99010112", var=tmp_path)
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip().splitlines()[-1]
+    validator = TokenValidator.development(load_or_create_key(tmp_path / "keys"))
+    principal = validator.principal(token)
+    assert (principal.kind, principal.subject) == (PrincipalKind.CITIZEN, "УБ99010112")
+
+
+def test_token_for_an_officer_and_refusals(tmp_path: Path) -> None:
+    officer = run("token", "--officer", "LAND", var=tmp_path)
+    validator = TokenValidator.development(load_or_create_key(tmp_path / "keys"))
+    principal = validator.principal(officer.stdout.strip().splitlines()[-1])
+    assert (principal.kind, principal.agency) == (PrincipalKind.OFFICER, "LAND")
+    assert run("token", "--citizen", "УБ99023012", var=tmp_path).returncode != 0
+    assert run("token", "--officer", "NOPE", var=tmp_path).returncode != 0
+    production = run("token", "--citizen", "УБ99010112", var=tmp_path, KHAALGA_ENV="production")
+    assert production.returncode != 0
+    assert "only in development" in production.stderr
