@@ -11,7 +11,10 @@ import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.catalog.model import Agency
 
 
 class Action(StrEnum):
@@ -53,6 +56,12 @@ class Connector(abc.ABC):
     @abc.abstractmethod
     async def send(self, request: BackendRequest) -> BackendResponse:
         """Send one request; raise a ``connectors.errors.ConnectorError`` on failure."""
+
+    @classmethod
+    def check_dialect(cls, agency: Agency) -> None:
+        """Raise ``ValueError`` naming the problem if the agency's
+        ``[backend.dialect]`` does not fit this kind (run by ``khaalga catalog check``)."""
+        del agency
 
     async def aclose(self) -> None:  # noqa: B027 - optional for stateless connectors
         """Release connections, pools and files."""

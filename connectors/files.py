@@ -474,6 +474,10 @@ def _os_reason(exc: OSError) -> str:
 class FileConnector(Connector):
     """Talks to one agency through its exchange folder; safe for concurrent ``send``."""
 
+    @classmethod
+    def check_dialect(cls, agency: Agency) -> None:
+        FileDialect.of(agency)
+
     def __init__(
         self, agency: Agency, endpoint: BackendEndpoint, timeouts: Timeouts = _DEFAULT_TIMEOUTS
     ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 from connectors.base import Connector
-from gateway.catalog.model import BackendKind
+from gateway.catalog.model import Agency, BackendKind
 
 _CLASSES = {
     BackendKind.SOAP: "connectors.soap:SoapConnector",
@@ -13,6 +13,15 @@ _CLASSES = {
     BackendKind.SQL: "connectors.sql:SqlConnector",
     BackendKind.FILE: "connectors.files:FileConnector",
 }
+
+
+def dialect_problems(agency: Agency) -> list[str]:
+    """What is wrong with an agency's ``[backend.dialect]`` for its kind."""
+    try:
+        connector_class(agency.backend.kind).check_dialect(agency)
+    except ValueError as exc:
+        return [f"agency {agency.code}: backend.dialect: {exc}"]
+    return []
 
 
 def connector_class(kind: BackendKind) -> type[Connector]:

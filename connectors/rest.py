@@ -84,6 +84,10 @@ class RestDialect:
 class RestConnector(Connector):
     """One pooled HTTP client per agency; safe for concurrent ``send`` calls."""
 
+    @classmethod
+    def check_dialect(cls, agency: Agency) -> None:
+        RestDialect.of(agency)
+
     def __init__(
         self, agency: Agency, endpoint: BackendEndpoint, timeouts: Timeouts = _DEFAULT_TIMEOUTS
     ) -> None:

@@ -45,6 +45,14 @@ class _Transport(AsyncTransport):
 
 
 class SoapConnector(Connector):
+    @classmethod
+    def check_dialect(cls, agency: Agency) -> None:
+        unknown = set(agency.backend.dialect) - {"namespace"}
+        if unknown:
+            raise ValueError(f"unknown SOAP dialect keys {sorted(unknown)}")
+        if not isinstance(agency.backend.dialect.get("namespace", ""), str):
+            raise ValueError("namespace must be text")
+
     def __init__(
         self, agency: Agency, endpoint: BackendEndpoint, timeouts: Timeouts = _DEFAULT_TIMEOUTS
     ) -> None:

@@ -174,6 +174,20 @@ def _python_type(column: Column[Any]) -> type | None:
 class SqlConnector(Connector):
     """Reads registers and files applications straight in the agency's database."""
 
+    @classmethod
+    def check_dialect(cls, agency: Agency) -> None:
+        dialect = dict(agency.backend.dialect)
+        unknown = set(dialect) - {"status_codes", "reference_prefix"}
+        if unknown:
+            raise ValueError(f"unknown SQL dialect keys {sorted(unknown)}")
+        codes = dialect.get("status_codes", {})
+        if not isinstance(codes, dict) or not set(map(str, codes.values())) <= STATUSES:
+            raise ValueError(f"status_codes must map codes to {sorted(STATUSES)}")
+        if "DELIVERED" not in codes.values():
+            raise ValueError("status_codes needs a code for DELIVERED")
+        if not isinstance(dialect.get("reference_prefix", agency.code), str):
+            raise ValueError("reference_prefix must be text")
+
     def __init__(
         self, agency: Agency, endpoint: BackendEndpoint, timeouts: Timeouts = _DEFAULT_TIMEOUTS
     ) -> None:

@@ -25,12 +25,18 @@ def _settings() -> Settings:
 
 
 def _catalog(settings: Settings) -> Catalog:
+    from connectors.kinds import dialect_problems
+
     try:
-        return load_catalog(settings.catalog_dir)
+        catalog = load_catalog(settings.catalog_dir)
+        problems = [p for agency in catalog.agencies for p in dialect_problems(agency)]
+        if problems:
+            raise CatalogError(problems)
     except CatalogError as exc:
         raise click.ClickException(
             "the catalog is broken:\n  " + "\n  ".join(exc.problems)
         ) from exc
+    return catalog
 
 
 @click.group()

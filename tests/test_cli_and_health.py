@@ -21,7 +21,9 @@ KHAALGA = [sys.executable, "-m", "gateway.cli"]
 
 def run(*args: str, var: Path, **env: str) -> subprocess.CompletedProcess[str]:
     environ = {**os.environ, "KHAALGA_VAR_DIR": str(var), "KHAALGA_ENV": "development", **env}
-    return subprocess.run([*KHAALGA, *args], capture_output=True, text=True, env=environ, timeout=60)
+    return subprocess.run(
+        [*KHAALGA, *args], capture_output=True, text=True, env=environ, timeout=60
+    )
 
 
 async def probe(settings: Settings, path: str) -> httpx.Response:
@@ -87,3 +89,15 @@ def test_token_for_an_officer_and_refusals(tmp_path: Path) -> None:
     production = run("token", "--citizen", "УБ99010112", var=tmp_path, KHAALGA_ENV="production")
     assert production.returncode != 0
     assert "only in development" in production.stderr
+
+
+def test_catalog_check_catches_a_dialect_typo(tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog"
+    shutil.copytree(ROOT / "catalog", catalog)
+    urb = catalog / "urb.toml"
+    text = urb.read_text(encoding="utf-8").replace("paging =", "pagin =", 1)
+    urb.write_text(text, encoding="utf-8")
+    result = run("catalog", "check", var=tmp_path, KHAALGA_CATALOG_DIR=str(catalog))
+    assert result.returncode != 0
+    assert "agency URB: backend.dialect: " in result.stderr
+    assert "pagin" in result.stderr
