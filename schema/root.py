@@ -20,6 +20,7 @@ from gateway.catalog.model import ServiceKind as ServiceKindModel
 from gateway.catalog.model import Text
 from schema import errors, operations
 from schema.generated import service_fields
+from schema.outbox import OutboxQuery
 from schema.types import (
     Agency,
     AgencyHealth,
@@ -242,6 +243,6 @@ class KhaalgaSchema(strawberry.Schema):
 
 def build_schema(catalog: Catalog) -> strawberry.Schema:
     queries, mutations = service_fields(catalog)
-    query: Any = strawberry.type(type("Query", (BaseQuery,), queries))
+    query: Any = strawberry.type(type("Query", (BaseQuery, OutboxQuery), queries))
     mutation: Any = strawberry.type(type("Mutation", (BaseMutation,), mutations))
     return KhaalgaSchema(query=query, mutation=mutation)

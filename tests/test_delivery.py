@@ -153,3 +153,33 @@ async def test_status_changes_flow_into_history(rig: Rig) -> None:
     )
     await asyncio.sleep(0.02)
     assert await worker.poll_statuses() == 0  # final: no more polling
+
+
+async def test_operators_see_dead_letters_with_reasons(rig: Rig) -> None:
+    from auth.principal import ANONYMOUS, Principal, PrincipalKind
+    from schema.context import Context, Services
+    from schema.root import build_schema
+
+    app = await rig.store.submit("УБ99010112", SERVICE, FORM, None)
+    rig.backend.fail_with = BackendRejected("TEST", "rule broken")
+    await rig.worker().deliver_due()
+    schema = build_schema(CATALOG)
+    services = Services(catalog=CATALOG, store=rig.store, registry=rig.registry)
+    query = "{ deadLetters { applicationId agency attempts lastError } }"
+    operator = Principal(PrincipalKind.OPERATOR, "op")
+    result = await schema.execute(query, context_value=Context(operator, services))
+    assert result.errors is None
+    assert result.data == {
+        "deadLetters": [
+            {
+                "applicationId": app.id,
+                "agency": "TEST",
+                "attempts": 1,
+                "lastError": "BackendRejected: rule broken",
+            }
+        ]
+    }
+    for principal in (ANONYMOUS, Principal(PrincipalKind.CITIZEN, "УБ99010112")):
+        denied = await schema.execute(query, context_value=Context(principal, services))
+        assert denied.errors is not None
+        assert denied.errors[0].extensions["code"] in ("UNAUTHENTICATED", "FORBIDDEN")
