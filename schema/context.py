@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from auth.principal import Principal
 from connectors.registry import ConnectorRegistry
 from gateway.applications import ApplicationStore
 from gateway.catalog.loader import Catalog
+from schema.catalog_view import CatalogView
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +18,10 @@ class Services:
     catalog: Catalog
     store: ApplicationStore
     registry: ConnectorRegistry
+    view: CatalogView = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "view", CatalogView(self.catalog))
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from gateway.catalog.model import Service as ServiceModel
 from gateway.catalog.model import ServiceKind as ServiceKindModel
 from gateway.catalog.model import Text
 from schema import errors, operations
+from schema.catalog_view import CatalogView
 from schema.generated import service_fields
 from schema.outbox import OutboxQuery
 from schema.types import (
@@ -96,12 +97,11 @@ _BAD_FIRST = Text(mn=f"0-{MAX_PAGE} хооронд байна", en=f"Must be bet
 class BaseQuery:
     @strawberry.field(description="All city organisations / Бүх байгууллага")
     def agencies(self, info: strawberry.Info) -> list[Agency]:
-        return [Agency.of(a) for a in info.context.services.catalog.agencies]
+        return info.context.services.view.agency_list  # type: ignore[no-any-return]
 
     @strawberry.field
     def agency(self, info: strawberry.Info, code: strawberry.ID) -> Agency | None:
-        found = info.context.services.catalog.agency(str(code))
-        return Agency.of(found) if found else None
+        return info.context.services.view.agencies.get(str(code))  # type: ignore[no-any-return]
 
     @strawberry.field(description="Services, filtered and paged (Relay connection)")
     def services(
@@ -112,6 +112,7 @@ class BaseQuery:
         after: str | None = None,
     ) -> ServiceConnection:
         catalog: Catalog = info.context.services.catalog
+        view: CatalogView = info.context.services.view
         chosen = list(catalog.services())
         if filter is not None:
             if filter.agency:
@@ -126,7 +127,7 @@ class BaseQuery:
         size = _page_size(first, 50)
         window = chosen[start : start + size]
         edges = [
-            ServiceEdge(cursor=_offset_cursor(start + i), node=Service.of(s))
+            ServiceEdge(cursor=_offset_cursor(start + i), node=view.services[s.code])
             for i, s in enumerate(window)
         ]
         return ServiceConnection(
@@ -137,8 +138,7 @@ class BaseQuery:
 
     @strawberry.field
     def service(self, info: strawberry.Info, code: strawberry.ID) -> Service | None:
-        found = info.context.services.catalog.service(str(code))
-        return Service.of(found) if found else None
+        return info.context.services.view.services.get(str(code))  # type: ignore[no-any-return]
 
     @strawberry.field(description="Generic LOOKUP for form-driven clients")
     async def lookup(self, info: strawberry.Info, service_code: strawberry.ID, input: JSON) -> JSON:
@@ -181,11 +181,11 @@ class BaseQuery:
         principal = operations.require_authenticated(info.context)
         if principal.kind not in (PrincipalKind.OPERATOR, PrincipalKind.OFFICER):
             raise errors.forbidden()
-        catalog: Catalog = info.context.services.catalog
+        view: CatalogView = info.context.services.view
         reports = await info.context.services.registry.health()
         return [
             AgencyHealth(
-                agency=Agency.of(catalog.agency(r.agency)),  # type: ignore[arg-type]
+                agency=view.agencies[r.agency],
                 backend_kind=r.backend_kind,
                 status=r.status,
                 breaker_state=r.breaker_state,

@@ -96,8 +96,8 @@ class Service:
 
     @strawberry.field
     def agency(self, info: strawberry.Info) -> Agency:
-        found = info.context.services.catalog.agency(self.agency_code)
-        return Agency.of(found)
+        agency: Agency = info.context.services.view.agencies[self.agency_code]
+        return agency
 
     @classmethod
     def of(cls, service: model.Service) -> Service:
@@ -130,13 +130,13 @@ class Agency:
     services: list[Service]
 
     @classmethod
-    def of(cls, agency: model.Agency) -> Agency:
+    def of(cls, agency: model.Agency, services: list[Service]) -> Agency:
         return cls(
             code=strawberry.ID(agency.code),
             name=LocalizedText.of(agency.name),
             description=LocalizedText.of(agency.description),
             backend_kind=agency.backend.kind,
-            services=[Service.of(s) for s in agency.services],
+            services=services,
         )
 
 
@@ -189,7 +189,8 @@ class Application:
 
     @strawberry.field
     def service(self, info: strawberry.Info) -> Service:
-        return Service.of(info.context.services.catalog.service(self.service_code))
+        service: Service = info.context.services.view.services[self.service_code]
+        return service
 
     @classmethod
     def of(cls, app: tables.Application) -> Application:
