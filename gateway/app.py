@@ -27,7 +27,8 @@ from connectors.registry import ConnectorRegistry
 from gateway.applications import ApplicationStore
 from gateway.catalog.loader import load_catalog
 from gateway.db.engine import create_engine, session_factory
-from gateway.settings import Settings
+from gateway.rate_limit import RateLimitConfigError, RateLimiter, RateLimitMiddleware
+from gateway.settings import Settings, SettingsError
 from schema.context import Context, Services
 from schema.root import build_schema
 
@@ -89,8 +90,13 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await registry.aclose()
+            await limiter.aclose()
             await engine.dispose()
 
+    try:
+        limiter = RateLimiter.build(settings.rate_limits, settings.redis_url, settings.redis_prefix)
+    except RateLimitConfigError as exc:
+        raise SettingsError(str(exc)) from exc
     validator = TokenValidator.development(load_or_create_key(settings.var_dir / "keys"))
     if not settings.development:
         # The OpenID Connect resource server is its own issue; until then a
@@ -103,7 +109,10 @@ def create_app(
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],
-        middleware=[Middleware(AuthenticationMiddleware, validator=validator)],
+        middleware=[
+            Middleware(AuthenticationMiddleware, validator=validator),
+            Middleware(RateLimitMiddleware, limiter=limiter, paths=("/graphql",)),
+        ],
         lifespan=lifespan,
     )
     app.state.services = services

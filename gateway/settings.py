@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from connectors.config import BackendEndpoint, Timeouts
+from gateway.rate_limit import DEFAULT_LIMITS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,6 +35,11 @@ class Settings:
     delivery_poll: float = 0.2
     status_poll: float = 1.0
     max_attempts: int = 12
+    otel_exporter: Literal["none", "console", "otlp"] = "none"
+    log_format: Literal["json", "text"] = "json"
+    rate_limits: str = DEFAULT_LIMITS
+    redis_url: str | None = None
+    redis_prefix: str = "khaalga"
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -62,6 +68,18 @@ def _backends(environ: Mapping[str, str]) -> dict[str, BackendEndpoint]:
     return endpoints
 
 
+_EXPORTERS = ("none", "console", "otlp")
+_LOG_FORMATS = ("json", "text")
+
+
+def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """The variable's value, which must be one of ``choices`` (the first is the default)."""
+    value = environ.get(name, choices[0])
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}")
+    return value
+
+
 def from_env(environ: Mapping[str, str] = os.environ) -> Settings:
     env = environ.get("KHAALGA_ENV", "development")
     if env not in ("development", "production"):
@@ -80,4 +98,9 @@ def from_env(environ: Mapping[str, str] = os.environ) -> Settings:
         catalog_dir=Path(environ.get("KHAALGA_CATALOG_DIR", str(ROOT / "catalog"))),
         backends=_backends(environ),
         worker=environ.get("KHAALGA_WORKER", "1") not in ("0", "false", "no"),
+        otel_exporter=_choice(environ, "KHAALGA_OTEL_EXPORTER", _EXPORTERS),  # type: ignore[arg-type]
+        log_format=_choice(environ, "KHAALGA_LOG_FORMAT", _LOG_FORMATS),  # type: ignore[arg-type]
+        rate_limits=environ.get("KHAALGA_RATE_LIMITS", DEFAULT_LIMITS),
+        redis_url=environ.get("KHAALGA_REDIS_URL") or None,
+        redis_prefix=environ.get("KHAALGA_REDIS_PREFIX", "khaalga"),
     )
