@@ -4,12 +4,13 @@ BIN    := $(VENV)/bin
 PYTHON ?= python3
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint install clean
+.PHONY: run test lint install clean bench
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(wildcard package.json package-lock.json)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	if [ -f package.json ]; then npm ci --no-audit --no-fund; fi
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,6 +24,12 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/pytest -q
+
+# Not part of `test`: figures depend on the machine (docs/performance.md).
+# Needs wrk (Debian); installs it when missing.
+bench: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var

@@ -8,6 +8,7 @@ own JOSE library (``authlib.jose`` is deprecated in its favour).
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -31,9 +32,18 @@ def load_or_create_key(directory: Path) -> RSAKey:
         return RSAKey.import_key(path.read_bytes(), {"kid": "dev-1"})
     directory.mkdir(parents=True, exist_ok=True)
     key = RSAKey.generate_key(2048, {"kid": "dev-1"})
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key.as_pem(private=True))
+    # Several processes may start on one fresh var/ at once: write the key in
+    # full under a private name, then link it into place, which either
+    # creates the file whole or finds another process's key already there.
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".dev-issuer-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key.as_pem(private=True))
+        os.link(temporary, path)
+    except FileExistsError:
+        return RSAKey.import_key(path.read_bytes(), {"kid": "dev-1"})
+    finally:
+        os.unlink(temporary)
     return key
 
 

@@ -7,11 +7,12 @@ problem body, before any GraphQL runs.
 
 from __future__ import annotations
 
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth.principal import ANONYMOUS
+from auth.request_id import REQUEST_ID, choose
 from auth.tokens import InvalidToken, TokenValidator
+from gateway.http.problem import problem
 
 
 class AuthenticationMiddleware:
@@ -23,41 +24,42 @@ class AuthenticationMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = choose(scope.get("request_id"), given)
+        scope["request_id"] = request_id
+        reset = REQUEST_ID.set(request_id)
+        try:
+            await self._authenticate(scope, headers, receive, send)
+        finally:
+            REQUEST_ID.reset(reset)
+
+    async def _authenticate(
+        self, scope: Scope, headers: dict[bytes, bytes], receive: Receive, send: Send
+    ) -> None:
+        header = headers.get(b"authorization", b"").decode("latin-1")
         scheme, _, token = header.partition(" ")
         if not header:
             scope["principal"] = ANONYMOUS
         elif scheme.lower() != "bearer" or not token.strip():
-            await _unauthorized(send, "the Authorization header must be 'Bearer <token>'")
+            await _unauthorized(
+                scope, receive, send, "the Authorization header must be 'Bearer <token>'"
+            )
             return
         else:
             try:
-                scope["principal"] = self.validator.principal(token.strip())
+                scope["principal"] = await self.validator.principal(token.strip())
             except InvalidToken as exc:
-                await _unauthorized(send, str(exc))
+                await _unauthorized(scope, receive, send, str(exc))
                 return
         await self.app(scope, receive, send)
 
 
-async def _unauthorized(send: Send, detail: str) -> None:
-    body = orjson.dumps(
-        {
-            "type": "about:blank",
-            "title": "Unauthorized / Нэвтрэх эрхгүй",
-            "status": 401,
-            "detail": detail,
-        }
-    )
+async def _unauthorized(scope: Scope, receive: Receive, send: Send, detail: str) -> None:
+    if scope["type"] == "websocket":
+        # Refuse the upgrade itself; GraphQL over WebSocket never starts.
+        await send({"type": "websocket.close", "code": 4401, "reason": "Unauthorized"})
+        return
     challenge = f'Bearer error="invalid_token", error_description="{detail}"'
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/problem+json"),
-                (b"www-authenticate", challenge.encode()),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    response = problem(401, detail, {"WWW-Authenticate": challenge})
+    await response(scope, receive, send)

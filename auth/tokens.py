@@ -1,64 +1,115 @@
-"""Turn a bearer token into a Principal, or say precisely why not."""
+"""Turn a bearer token into a Principal, or say precisely why not.
+
+Access tokens are JWTs in the RFC 9068 shape (``typ: at+jwt``) from issuers
+trusted by configuration: the development issuer (development only) and an
+OpenID Connect provider (``KHAALGA_OIDC_ISSUER``). Only asymmetric
+algorithms are accepted: ``none`` carries no signature, and an HS* token
+"signed" with the provider's *public* key would verify against it.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet, RSAKey
+from joserfc.jwk import RSAKey
 from joserfc.jws import extract_compact
 
 from auth.dev_issuer import AUDIENCE, DEV_ISSUER
+from auth.keys import KeySource, KeyUnavailable, StaticKeys
 from auth.principal import Principal, PrincipalKind
 
-ALGORITHMS = ["RS256", "ES256", "PS256"]  # never "none", never HS*
-LEEWAY = 60
+ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384")
+TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+LEEWAY = 30  # seconds of clock skew tolerated on exp / nbf / iat
 
 
 class InvalidToken(Exception):
     """The token is present but cannot be trusted; the message is safe to show."""
 
 
+@dataclass(frozen=True, slots=True)
+class Issuer:
+    name: str
+    audience: str
+    keys: KeySource
+
+
 class TokenValidator:
-    def __init__(self, issuers: dict[str, KeySet | RSAKey], audience: str = AUDIENCE) -> None:
-        self.issuers = issuers
-        self.audience = audience
+    def __init__(self, issuers: Iterable[Issuer]) -> None:
+        self.issuers = {issuer.name: issuer for issuer in issuers}
 
     @classmethod
     def development(cls, key: RSAKey) -> TokenValidator:
-        return cls({DEV_ISSUER: key})
+        return cls([dev_issuer(key)])
 
-    def principal(self, token: str) -> Principal:
-        try:
-            # Read the issuer first (unverified) to pick that issuer's keys;
-            # nothing else is trusted before the signature is checked.
-            unverified = json.loads(extract_compact(token.encode()).payload)
-        except (JoseError, ValueError) as exc:
-            raise InvalidToken("token format is invalid") from exc
-        issuer = str(unverified.get("iss")) if isinstance(unverified, dict) else ""
-        key = self.issuers.get(issuer)
-        if key is None:
+    async def principal(self, token: str) -> Principal:
+        header, unverified = _unverified(token)
+        if header.get("alg") not in ALGORITHMS:
+            raise InvalidToken("token algorithm is not allowed")
+        if str(header.get("typ", "")).lower() not in TOKEN_TYPES:
+            raise InvalidToken("token is not a JWT access token (typ at+jwt)")
+        issuer = self.issuers.get(str(unverified.get("iss")))
+        if issuer is None:
             raise InvalidToken("token issuer is not trusted")
+        kid = header.get("kid")
         try:
-            token_obj = jwt.decode(token, key, ALGORITHMS)
-            registry = jwt.JWTClaimsRegistry(
+            keys = await issuer.keys.key_set(str(kid) if kid is not None else None)
+        except KeyUnavailable as exc:
+            raise InvalidToken(str(exc)) from exc
+        if kid is not None and kid not in {k.kid for k in keys}:
+            raise InvalidToken("token signing key is unknown")
+        try:
+            claims = jwt.decode(token, keys, list(ALGORITHMS)).claims
+            jwt.JWTClaimsRegistry(
                 leeway=LEEWAY,
-                iss={"essential": True, "value": issuer},
-                aud={"essential": True, "value": self.audience},
+                iss={"essential": True, "value": issuer.name},
+                aud={"essential": True, "value": issuer.audience},
                 exp={"essential": True},
                 sub={"essential": True},
-            )
-            registry.validate(token_obj.claims)
+            ).validate(claims)
         except (JoseError, ValueError) as exc:
             raise InvalidToken(f"token rejected: {type(exc).__name__}") from exc
-        claims = token_obj.claims
-        try:
-            kind = PrincipalKind(claims.get("khaalga_kind", "APP"))
-        except ValueError as exc:
-            raise InvalidToken("token has an unknown principal kind") from exc
-        if kind is PrincipalKind.ANONYMOUS:
-            raise InvalidToken("token has an unknown principal kind")
-        scopes = frozenset(str(claims.get("scope", "")).split())
-        agency = claims.get("agency")
-        return Principal(kind, str(claims["sub"]), str(agency) if agency else None, scopes)
+        return principal_of(claims)
+
+
+def dev_issuer(key: RSAKey) -> Issuer:
+    return Issuer(DEV_ISSUER, AUDIENCE, StaticKeys(key))
+
+
+def _unverified(token: str) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    # Only the header and the issuer are read before the signature is
+    # checked, to pick the issuer's keys; nothing else is trusted yet.
+    try:
+        compact = extract_compact(token.encode())
+        payload = json.loads(compact.payload)
+    except (JoseError, ValueError) as exc:
+        raise InvalidToken("token format is invalid") from exc
+    if not isinstance(payload, dict):
+        raise InvalidToken("token format is invalid")
+    return compact.headers(), payload
+
+
+def principal_of(claims: Mapping[str, Any]) -> Principal:
+    """Claims -> Principal. A client-credentials token (RFC 9068 2.2: ``sub``
+    is the client id) is always an APP: a client cannot claim a user kind."""
+    subject = str(claims["sub"])
+    scopes = frozenset(str(claims.get("scope", "")).split())
+    if claims.get("client_id") == subject:
+        return Principal(PrincipalKind.APP, subject, None, scopes)
+    if "khaalga_kind" not in claims:
+        raise InvalidToken("token does not say what kind of user it is for")
+    try:
+        kind = PrincipalKind(claims["khaalga_kind"])
+    except ValueError as exc:
+        raise InvalidToken("token has an unknown principal kind") from exc
+    if kind is PrincipalKind.ANONYMOUS:
+        raise InvalidToken("token has an unknown principal kind")
+    agency = claims.get("agency")
+    if kind is PrincipalKind.OFFICER and not agency:
+        raise InvalidToken("an officer's token must name the agency")
+    return Principal(kind, subject, str(agency) if agency else None, scopes)

@@ -18,16 +18,20 @@ import logging
 import random
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from auth.audit.chain import append
+from auth.audit.model import delivery_access
 from connectors.errors import ConnectorError, PermanentError
 from connectors.registry import ConnectorRegistry
 from gateway.applications import FINAL, Status
 from gateway.catalog.loader import Catalog
-from gateway.clock import utcnow
+from gateway.clock import aware, utcnow
 from gateway.db.tables import Application, ApplicationEvent, OutboxItem
+from gateway.events import ApplicationEvents, MemoryEvents
 
 log = logging.getLogger("khaalga.delivery")
 
@@ -60,8 +64,10 @@ class DeliveryWorker:
         status_interval: float = 1.0,
         batch: int = 20,
         backoff_base: float = 1.0,
+        events: ApplicationEvents | None = None,
     ) -> None:
         self.sessions = sessions
+        self.events = events or MemoryEvents()
         self.catalog = catalog
         self.registry = registry
         self.owner = f"worker-{uuid.uuid4().hex[:12]}"
@@ -151,12 +157,17 @@ class DeliveryWorker:
                 return  # our lease ran out and another worker took over
             app = await session.get(Application, app.id, with_for_update=True)
             assert app is not None
+            # Handing the form to the agency is an access to the citizen's
+            # data: logged in the same transaction that records it as done.
+            await append(session, delivery_access(app.citizen, app.agency, app.service_code,
+                                                  app.form), now)  # fmt: skip
             app.reference = response.reference
             if app.status == Status.SUBMITTED:
                 app.status = Status.DELIVERED
                 app.updated_at = now
                 app.history.append(ApplicationEvent(at=now, status=Status.DELIVERED))
                 app.next_poll_at = now + dt.timedelta(seconds=self.status_interval)
+        await self.events.publish(app.id)  # after the commit, so subscribers see it
 
     async def _fail(self, item_id: int, error: ConnectorError) -> None:
         now = utcnow()
@@ -233,6 +244,7 @@ class DeliveryWorker:
             app.history.append(ApplicationEvent(at=now, status=response.status, note=response.note))
             if app.status in FINAL:
                 app.next_poll_at = None
+        await self.events.publish(app_id)
 
 
 async def replay(sessions: async_sessionmaker[AsyncSession], item_ids: Sequence[int] | None) -> int:
@@ -245,3 +257,40 @@ async def replay(sessions: async_sessionmaker[AsyncSession], item_ids: Sequence[
             query.values(state="PENDING", attempts=0, next_attempt_at=utcnow(), last_error=None)
         )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """One agency's undelivered outbox items (for the ``/metrics`` gauges)."""
+
+    pending: int = 0
+    dead: int = 0
+    oldest_pending: dt.datetime | None = None
+
+
+async def outbox_backlog(sessions: async_sessionmaker[AsyncSession]) -> dict[str, Backlog]:
+    """Pending and dead items per agency, and when the oldest pending one was
+    stored. One grouped query on the ``(state, next_attempt_at)`` index; DONE
+    rows, the bulk of the table, are never counted."""
+    query = (
+        select(OutboxItem.agency, OutboxItem.state, func.count(), func.min(OutboxItem.created_at))
+        .where(OutboxItem.state.in_(("PENDING", "DEAD")))
+        .group_by(OutboxItem.agency, OutboxItem.state)
+    )
+    async with sessions() as session:
+        rows = (await session.execute(query)).all()
+    pending: dict[str, tuple[int, dt.datetime | None]] = {}
+    dead: dict[str, int] = {}
+    for agency, state, count, oldest in rows:
+        if state == "PENDING":
+            pending[agency] = (count, aware(oldest) if oldest is not None else None)
+        else:
+            dead[agency] = count
+    return {
+        agency: Backlog(
+            pending=pending.get(agency, (0, None))[0],
+            dead=dead.get(agency, 0),
+            oldest_pending=pending.get(agency, (0, None))[1],
+        )
+        for agency in pending.keys() | dead.keys()
+    }

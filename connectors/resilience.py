@@ -13,7 +13,9 @@ import statistics
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from opentelemetry import trace
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
 from tenacity import (
@@ -33,6 +35,15 @@ from connectors.errors import (
 )
 
 _WINDOW = 256
+_tracer = trace.get_tracer("khaalga.connectors")
+
+
+class CallObserver(Protocol):
+    """Told of every attempt at an agency (metrics); set on ``ResilientConnector.observer``."""
+
+    def call_finished(
+        self, agency: str, action: Action, seconds: float, error: ConnectorError | None
+    ) -> None: ...
 
 
 @dataclass
@@ -80,6 +91,7 @@ class ResilientConnector(Connector):
         self.agency = agency
         self.breakers = breakers
         self.stats = AgencyStats()
+        self.observer: CallObserver | None = None
         self._slots = asyncio.Semaphore(concurrency)
         self._queue_wait = queue_wait
         self._lookup_attempts = lookup_attempts
@@ -104,6 +116,28 @@ class ResilientConnector(Connector):
         raise AssertionError("unreachable: tenacity reraises")
 
     async def _guarded(self, request: BackendRequest) -> BackendResponse:
+        # One span and one observation per attempt, breaker and cap included,
+        # so a refused call (CircuitOpen, BackendBusy) is seen as well.
+        attributes = {"khaalga.agency": self.agency, "khaalga.action": request.action.value}
+        name = f"{self.agency} {request.action.value}"
+        started = time.perf_counter()
+        with _tracer.start_as_current_span(name, attributes=attributes):
+            try:
+                response = await self._breaker_guarded(request)
+            except ConnectorError as exc:
+                self._observe(request, started, exc)
+                raise
+        self._observe(request, started, None)
+        return response
+
+    def _observe(
+        self, request: BackendRequest, started: float, error: ConnectorError | None
+    ) -> None:
+        if self.observer is not None:
+            elapsed = time.perf_counter() - started
+            self.observer.call_finished(self.agency, request.action, elapsed, error)
+
+    async def _breaker_guarded(self, request: BackendRequest) -> BackendResponse:
         breaker = await self.breakers.get_breaker(self.agency)
         try:
             async with breaker:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, cast
 
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -15,31 +15,83 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.extensions import SchemaExtension
+from strawberry.types.unset import UNSET, UnsetType
 
-from auth.dev_issuer import load_or_create_key
+from auth.issuers import token_validator
 from auth.middleware import AuthenticationMiddleware
 from auth.principal import ANONYMOUS
-from auth.tokens import TokenValidator
+from auth.tokens import InvalidToken, TokenValidator
 from connectors.base import Connector
 from connectors.delivery import DeliveryWorker
 from connectors.registry import ConnectorRegistry
 from gateway.applications import ApplicationStore
 from gateway.catalog.loader import load_catalog
 from gateway.db.engine import create_engine, session_factory
+from gateway.events import application_events
+from gateway.http.body_limit import BodyLimitMiddleware
+from gateway.http.content_type import JsonContentTypeMiddleware
+from gateway.http.view import SpecGraphQL
+from gateway.observability.setup import Observability
+from gateway.persisted import trusted_documents
 from gateway.rate_limit import RateLimitConfigError, RateLimiter, RateLimitMiddleware
 from gateway.settings import Settings, SettingsError
 from schema.context import Context, Services
+from schema.limits.exposure import exposure_extensions
+from schema.limits.extensions import limit_extensions
 from schema.root import build_schema
 
+_UNSET = cast(UnsetType, UNSET)  # strawberry types the sentinel as Any
 
-class KhaalgaGraphQL(GraphQL[Context, None]):
-    def __init__(self, services: Services, **kwargs: Any) -> None:
-        super().__init__(build_schema(services.catalog), **kwargs)
+
+class KhaalgaGraphQL(SpecGraphQL[Context, None]):
+    def __init__(
+        self,
+        services: Services,
+        *,
+        extensions: list[Callable[[], SchemaExtension]] | None = None,
+        hide_suggestions: bool = False,
+        validator: TokenValidator,
+        **kwargs: Any,
+    ) -> None:
+        schema = build_schema(
+            services.catalog, extensions=extensions or [], hide_suggestions=hide_suggestions
+        )
+        super().__init__(schema, **kwargs)
         self.services = services
+        self.validator = validator
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         return Context(principal=request.scope.get("principal", ANONYMOUS), services=self.services)
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """Browsers cannot set headers on a WebSocket, so graphql-transport-ws
+        clients send the token in ``connection_init``; it is checked exactly
+        like a bearer header, and a bad one closes the socket (4403)."""
+        params = context.connection_params or {}
+        header = params.get("Authorization") or params.get("authorization")
+        if header is None:
+            return _UNSET  # the upgrade request's header (or none) decides
+        scheme, _, token = str(header).partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ConnectionRejectionError()
+        try:
+            context.principal = await self.validator.principal(token.strip())
+        except InvalidToken as exc:
+            raise ConnectionRejectionError() from exc
+        return _UNSET
+
+
+def schema_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
+    """Trusted documents first (they supply the document), then the limits."""
+    return [
+        trusted_documents(settings.trusted_documents, settings.trusted_documents_file),
+        *limit_extensions(settings.limits),
+        *exposure_extensions(
+            introspection=settings.introspection_enabled, mask_errors=not settings.development
+        ),
+    ]
 
 
 def create_app(
@@ -57,7 +109,10 @@ def create_app(
         breaker_ttl=settings.breaker_ttl,
         overrides=connector_overrides,
     )
-    services = Services(catalog=catalog, store=ApplicationStore(sessions), registry=registry)
+    events = application_events(settings.redis_url, settings.redis_prefix)
+    services = Services(
+        catalog=catalog, store=ApplicationStore(sessions), registry=registry, events=events
+    )
     worker = DeliveryWorker(
         sessions,
         catalog,
@@ -65,8 +120,20 @@ def create_app(
         max_attempts=settings.max_attempts,
         poll_interval=settings.delivery_poll,
         status_interval=settings.status_poll,
+        lease_seconds=settings.lease_seconds,
+        backoff_base=settings.delivery_backoff,
+        events=events,
     )
-    graphql = KhaalgaGraphQL(services, graphql_ide="graphiql" if settings.development else None)
+    validator = token_validator(settings)
+    graphql = KhaalgaGraphQL(
+        services,
+        validator=validator,
+        extensions=schema_extensions(settings),
+        hide_suggestions=not settings.introspection_enabled,
+        graphql_ide="graphiql" if settings.graphiql_enabled else None,
+    )
+    observability = Observability.build(settings, registry)
+    observability.instrument(graphql.schema)
 
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok")
@@ -91,25 +158,25 @@ def create_app(
                     await task
             await registry.aclose()
             await limiter.aclose()
+            await events.aclose()
             await engine.dispose()
 
     try:
         limiter = RateLimiter.build(settings.rate_limits, settings.redis_url, settings.redis_prefix)
     except RateLimitConfigError as exc:
         raise SettingsError(str(exc)) from exc
-    validator = TokenValidator.development(load_or_create_key(settings.var_dir / "keys"))
-    if not settings.development:
-        # The OpenID Connect resource server is its own issue; until then a
-        # production gateway trusts no issuer rather than the dev one.
-        validator = TokenValidator({})
     app = Starlette(
         routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/graphql", graphql),  # the view answers other methods: 405 problem
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            observability.route(sessions),
         ],
         middleware=[
+            observability.middleware(("/graphql", "/healthz", "/readyz", "/metrics")),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+            Middleware(JsonContentTypeMiddleware, paths=("/graphql",)),
             Middleware(AuthenticationMiddleware, validator=validator),
             Middleware(RateLimitMiddleware, limiter=limiter, paths=("/graphql",)),
         ],
@@ -118,4 +185,5 @@ def create_app(
     app.state.services = services
     app.state.worker = worker
     app.state.sessions = sessions
+    app.state.metrics = observability.metrics
     return app

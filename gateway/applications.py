@@ -20,6 +20,8 @@ from sqlalchemy import Select, and_, false, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from auth.audit.chain import append
+from auth.audit.model import Access
 from auth.principal import Principal, PrincipalKind
 from gateway.catalog.model import Service
 from gateway.clock import aware, utcnow
@@ -74,8 +76,15 @@ class ApplicationStore:
         self.sessions = sessions
 
     async def submit(
-        self, citizen: str, service: Service, form: dict[str, Any], idempotency_key: str | None
+        self,
+        citizen: str,
+        service: Service,
+        form: dict[str, Any],
+        idempotency_key: str | None,
+        access: Access | None = None,
     ) -> Application:
+        """``access``, when given, joins the citizen's data-access log in the
+        same transaction: the application is never stored unlogged."""
         now = utcnow()
         app = Application(
             id=str(uuid.uuid4()),
@@ -98,6 +107,8 @@ class ApplicationStore:
                 session.add(app)
                 await session.flush()  # the outbox row references the application
                 session.add(outbox)
+                if access is not None:
+                    await append(session, access, now)
         except IntegrityError:
             if idempotency_key is None:
                 raise

@@ -17,7 +17,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import orjson
 from limits import RateLimitItem, parse
 from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -26,6 +25,7 @@ from limits.storage import storage_from_string
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auth.principal import ANONYMOUS, Principal, PrincipalKind
+from gateway.http.problem import problem
 
 log = logging.getLogger("khaalga.rate_limit")
 
@@ -123,7 +123,7 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         if not verdict.allowed:
-            await _too_many(send, verdict)
+            await _too_many(scope, receive, send, verdict)
             return
 
         async def send_with_headers(message: Message) -> None:
@@ -134,26 +134,11 @@ class RateLimitMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
-async def _too_many(send: Send, verdict: Verdict) -> None:
-    body = orjson.dumps(
-        {
-            "type": "about:blank",
-            "title": "Too many requests / Хэт олон хүсэлт",
-            "status": 429,
-            "detail": f"the {verdict.policy} budget of {verdict.quota} requests per "
-            f"{verdict.window} s is used up; retry in {verdict.reset} s",
-        }
+async def _too_many(scope: Scope, receive: Receive, send: Send, verdict: Verdict) -> None:
+    detail = (
+        f"the {verdict.policy} budget of {verdict.quota} requests per {verdict.window} s "
+        f"is used up; retry in {verdict.reset} s"
     )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 429,
-            "headers": [
-                (b"content-type", b"application/problem+json"),
-                (b"retry-after", str(max(1, verdict.reset)).encode()),
-                (b"content-length", str(len(body)).encode()),
-                *verdict.headers(),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    headers = {"Retry-After": str(max(1, verdict.reset))}
+    headers.update((k.decode(), v.decode()) for k, v in verdict.headers())
+    await problem(429, detail, headers)(scope, receive, send)

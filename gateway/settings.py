@@ -10,6 +10,7 @@ from typing import Literal
 
 from connectors.config import BackendEndpoint, Timeouts
 from gateway.rate_limit import DEFAULT_LIMITS
+from schema.limits.config import OperationLimits
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,11 +36,22 @@ class Settings:
     delivery_poll: float = 0.2
     status_poll: float = 1.0
     max_attempts: int = 12
+    lease_seconds: float = 30.0  # how long a delivery attempt owns its outbox row
+    delivery_backoff: float = 1.0  # base of the exponential backoff between attempts
     otel_exporter: Literal["none", "console", "otlp"] = "none"
     log_format: Literal["json", "text"] = "json"
     rate_limits: str = DEFAULT_LIMITS
     redis_url: str | None = None
     redis_prefix: str = "khaalga"
+    oidc_issuer: str | None = None
+    oidc_audience: str = "khaalga"
+    oidc_min_refresh: float = 30.0
+    max_body_bytes: int = 1_048_576
+    limits: OperationLimits = field(default_factory=OperationLimits)
+    introspection: bool | None = None  # None: on in development only
+    graphiql: bool | None = None  # None: on in development only
+    trusted_documents: Literal["off", "apq", "allowlist"] = "apq"
+    trusted_documents_file: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -50,6 +62,14 @@ class Settings:
     @property
     def development(self) -> bool:
         return self.env == "development"
+
+    @property
+    def introspection_enabled(self) -> bool:
+        return self.development if self.introspection is None else self.introspection
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        return self.development if self.graphiql is None else self.graphiql
 
 
 def _backends(environ: Mapping[str, str]) -> dict[str, BackendEndpoint]:
@@ -80,6 +100,54 @@ def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...]) -> 
     return value
 
 
+def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+    try:
+        value = int(environ.get(name, default))
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a whole number") from exc
+    if value < 0:
+        raise SettingsError(f"{name} must not be negative")
+    return value
+
+
+def _flag(environ: Mapping[str, str], name: str) -> bool | None:
+    value = environ.get(name, "").strip().lower()
+    if not value:
+        return None
+    if value not in ("1", "true", "yes", "0", "false", "no"):
+        raise SettingsError(f"{name} must be 1 or 0")
+    return value in ("1", "true", "yes")
+
+
+def _limits(environ: Mapping[str, str]) -> OperationLimits:
+    """``KHAALGA_MAX_DEPTH``, ``_ALIASES``, ``_ROOT_FIELDS``, ``_TOKENS``, ``_DIRECTIVES``,
+    ``_DOCUMENT_BYTES``, ``_COST`` and ``KHAALGA_DEFAULT_LIST_SIZE``."""
+    default = OperationLimits()
+    return OperationLimits(
+        depth=_int(environ, "KHAALGA_MAX_DEPTH", default.depth),
+        aliases=_int(environ, "KHAALGA_MAX_ALIASES", default.aliases),
+        root_fields=_int(environ, "KHAALGA_MAX_ROOT_FIELDS", default.root_fields),
+        tokens=_int(environ, "KHAALGA_MAX_TOKENS", default.tokens),
+        directives=_int(environ, "KHAALGA_MAX_DIRECTIVES", default.directives),
+        document_bytes=_int(environ, "KHAALGA_MAX_DOCUMENT_BYTES", default.document_bytes),
+        cost=_int(environ, "KHAALGA_MAX_COST", default.cost),
+        default_list_size=_int(environ, "KHAALGA_DEFAULT_LIST_SIZE", default.default_list_size),
+    )
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    try:
+        value = float(environ.get(name, default))
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number of seconds") from exc
+    if not value > 0 or value == float("inf"):
+        raise SettingsError(f"{name} must be a positive number of seconds")
+    return value
+
+
+_TRUST_MODES = ("apq", "off", "allowlist")
+
+
 def from_env(environ: Mapping[str, str] = os.environ) -> Settings:
     env = environ.get("KHAALGA_ENV", "development")
     if env not in ("development", "production"):
@@ -103,4 +171,17 @@ def from_env(environ: Mapping[str, str] = os.environ) -> Settings:
         rate_limits=environ.get("KHAALGA_RATE_LIMITS", DEFAULT_LIMITS),
         redis_url=environ.get("KHAALGA_REDIS_URL") or None,
         redis_prefix=environ.get("KHAALGA_REDIS_PREFIX", "khaalga"),
+        lease_seconds=_seconds(environ, "KHAALGA_LEASE_SECONDS", 30.0),
+        oidc_issuer=environ.get("KHAALGA_OIDC_ISSUER") or None,
+        oidc_audience=environ.get("KHAALGA_OIDC_AUDIENCE", "khaalga"),
+        max_body_bytes=_int(environ, "KHAALGA_MAX_BODY_BYTES", 1_048_576),
+        limits=_limits(environ),
+        introspection=_flag(environ, "KHAALGA_INTROSPECTION"),
+        graphiql=_flag(environ, "KHAALGA_GRAPHIQL"),
+        trusted_documents=_choice(environ, "KHAALGA_TRUSTED_DOCUMENTS", _TRUST_MODES),  # type: ignore[arg-type]
+        trusted_documents_file=_path(environ.get("KHAALGA_TRUSTED_DOCUMENTS_FILE")),
     )
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None

@@ -4,9 +4,11 @@ fields and the generic ``lookup`` / ``submitApplication`` fields."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from auth.audit.model import Purpose
+from auth.audit.record import access_by, record
 from auth.principal import Principal, PrincipalKind
 from connectors.errors import ConnectorError
 from connectors.registry import RecordNotFound
@@ -51,11 +53,14 @@ async def lookup(context: Context, service: Service, form: Mapping[str, Any]) ->
     require_citizen(context)
     clean = _validated(service, form)
     try:
-        return await context.services.registry.lookup(service, clean)
+        values = await context.services.registry.lookup(service, clean)
     except RecordNotFound as exc:
         raise errors.not_found("Бүртгэл", "Record") from exc
     except ConnectorError as exc:
         raise errors.from_connector(exc) from exc
+    # Recorded before the answer is returned: no log row, no data.
+    await _record(context, service, [*clean, *values], Purpose.LOOKUP)
+    return values
 
 
 async def submit(
@@ -65,14 +70,36 @@ async def submit(
     clean = _validated(service, form)
     assert principal.subject is not None
     try:
-        return await context.services.store.submit(
-            principal.subject, service, clean, idempotency_key
-        )
+        app = await context.services.store.submit(
+            principal.subject,
+            service,
+            clean,
+            idempotency_key,
+            access=access_by(
+                principal, principal.subject, agency=service.agency_code,
+                service_code=service.code, fields=clean, purpose=Purpose.SUBMISSION,
+            ),
+        )  # fmt: skip
     except IdempotencyConflict as exc:
         raise errors.conflict(
             "Энэ түлхүүрээр өөр үйлчилгээнд өргөдөл гаргасан байна",
             "This idempotency key was already used for another service",
         ) from exc
+    return app
+
+
+async def _record(
+    context: Context, service: Service, fields: Iterable[str], purpose: Purpose
+) -> None:
+    principal = context.principal
+    assert principal.subject is not None
+    await record(
+        context.services.store.sessions,
+        access_by(
+            principal, principal.subject, agency=service.agency_code,
+            service_code=service.code, fields=fields, purpose=purpose,
+        ),
+    )  # fmt: skip
 
 
 def jsonable(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import datetime as dt
 import strawberry
 from sqlalchemy import select
 
+from auth.permissions import OperatorOnly
 from auth.principal import PrincipalKind
 from gateway.clock import aware
 from gateway.db.tables import OutboxItem
@@ -25,7 +26,10 @@ class DeadLetter:
 
 @strawberry.type
 class OutboxQuery:
-    @strawberry.field(description="Dead-lettered deliveries, oldest first (operators)")
+    @strawberry.field(
+        description="Dead-lettered deliveries, oldest first (operators)",
+        permission_classes=[OperatorOnly],
+    )
     async def dead_letters(self, info: strawberry.Info, first: int = 100) -> list[DeadLetter]:
         principal = operations.require_authenticated(info.context)
         if principal.kind is not PrincipalKind.OPERATOR:

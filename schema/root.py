@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
 from strawberry.scalars import JSON
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from auth.permissions import (
+    ApplicationReader,
+    CitizenOnly,
+    OfficerOrOperator,
+    Public,
+)
+from auth.permissions.enforce import deny_unguarded, guard
 from auth.principal import PrincipalKind
 from gateway.applications import NotCancellable, Status, encode_cursor
 from gateway.catalog.loader import Catalog
@@ -19,9 +28,13 @@ from gateway.catalog.model import Service as ServiceModel
 from gateway.catalog.model import ServiceKind as ServiceKindModel
 from gateway.catalog.model import Text
 from schema import errors, operations
+from schema.access_log import AccessLogQuery, record_application_reads
 from schema.catalog_view import CatalogView
 from schema.generated import service_fields
+from schema.me import MeQuery
+from schema.officers import OfficerMutation, OfficerQuery
 from schema.outbox import OutboxQuery
+from schema.subscriptions import Subscription
 from schema.types import (
     Agency,
     AgencyHealth,
@@ -95,15 +108,19 @@ _BAD_FIRST = Text(mn=f"0-{MAX_PAGE} хооронд байна", en=f"Must be bet
 
 @strawberry.type
 class BaseQuery:
-    @strawberry.field(description="All city organisations / Бүх байгууллага")
+    @strawberry.field(
+        description="All city organisations / Бүх байгууллага", permission_classes=[Public]
+    )
     def agencies(self, info: strawberry.Info) -> list[Agency]:
         return info.context.services.view.agency_list  # type: ignore[no-any-return]
 
-    @strawberry.field
+    @strawberry.field(permission_classes=[Public])
     def agency(self, info: strawberry.Info, code: strawberry.ID) -> Agency | None:
         return info.context.services.view.agencies.get(str(code))  # type: ignore[no-any-return]
 
-    @strawberry.field(description="Services, filtered and paged (Relay connection)")
+    @strawberry.field(
+        description="Services, filtered and paged (Relay connection)", permission_classes=[Public]
+    )
     def services(
         self,
         info: strawberry.Info,
@@ -136,11 +153,13 @@ class BaseQuery:
             page_info=_page_info(edges, start + size < len(chosen), start > 0),
         )
 
-    @strawberry.field
+    @strawberry.field(permission_classes=[Public])
     def service(self, info: strawberry.Info, code: strawberry.ID) -> Service | None:
         return info.context.services.view.services.get(str(code))  # type: ignore[no-any-return]
 
-    @strawberry.field(description="Generic LOOKUP for form-driven clients")
+    @strawberry.field(
+        description="Generic LOOKUP for form-driven clients", permission_classes=[CitizenOnly]
+    )
     async def lookup(self, info: strawberry.Info, service_code: strawberry.ID, input: JSON) -> JSON:
         service = operations.find_service(info.context, str(service_code), ServiceKindModel.LOOKUP)
         if not isinstance(input, dict):
@@ -148,13 +167,18 @@ class BaseQuery:
         values = await operations.lookup(info.context, service, input)
         return cast(JSON, operations.jsonable(values))
 
-    @strawberry.field
+    @strawberry.field(permission_classes=[ApplicationReader])
     async def application(self, info: strawberry.Info, id: strawberry.ID) -> Application | None:
         principal = operations.require_authenticated(info.context)
         app = await info.context.services.store.get(principal, str(id))
+        if app is not None:
+            await record_application_reads(info.context, [app], with_form=False)
         return Application.of(app) if app else None
 
-    @strawberry.field(description="The calling citizen's applications, newest first")
+    @strawberry.field(
+        description="The calling citizen's applications, newest first",
+        permission_classes=[CitizenOnly],
+    )
     async def my_applications(
         self,
         info: strawberry.Info,
@@ -176,7 +200,10 @@ class BaseQuery:
             page_info=_page_info(edges, page.has_next, after is not None),
         )
 
-    @strawberry.field(description="Each agency back end's health (officers and operators)")
+    @strawberry.field(
+        description="Each agency back end's health (officers and operators)",
+        permission_classes=[OfficerOrOperator],
+    )
     async def agency_health(self, info: strawberry.Info) -> list[AgencyHealth]:
         principal = operations.require_authenticated(info.context)
         if principal.kind not in (PrincipalKind.OPERATOR, PrincipalKind.OFFICER):
@@ -199,7 +226,10 @@ class BaseQuery:
 
 @strawberry.type
 class BaseMutation:
-    @strawberry.mutation(description="Generic APPLICATION submission for form-driven clients")
+    @strawberry.mutation(
+        description="Generic APPLICATION submission for form-driven clients",
+        permission_classes=[CitizenOnly],
+    )
     async def submit_application(
         self,
         info: strawberry.Info,
@@ -215,7 +245,9 @@ class BaseMutation:
         app = await operations.submit(info.context, service, form, idempotency_key)
         return SubmitApplicationPayload(application=Application.of(app))
 
-    @strawberry.mutation(description="Cancel an application not yet in review")
+    @strawberry.mutation(
+        description="Cancel an application not yet in review", permission_classes=[CitizenOnly]
+    )
     async def cancel_application(self, info: strawberry.Info, id: strawberry.ID) -> Application:
         principal = operations.require_citizen(info.context)
         try:
@@ -240,9 +272,37 @@ class KhaalgaSchema(strawberry.Schema):
         unexpected = [e for e in errors if not (e.extensions or {}).get("code")]
         super().process_errors(unexpected, execution_context)
 
+    @staticmethod
+    def remove_field_suggestion(error: GraphQLError) -> None:
+        # Called for every error when ``disable_field_suggestions`` is set.
+        # Strawberry strips only "Cannot query field" suggestions; arguments,
+        # types and enum values ("Did you mean 'ADMIN'?") would still spell
+        # out the schema that disabled introspection hides.
+        head, found, _ = error.message.partition(" Did you mean")
+        if found:
+            error.message = head.strip()
 
-def build_schema(catalog: Catalog) -> strawberry.Schema:
+
+def build_schema(
+    catalog: Catalog,
+    *,
+    extensions: Iterable[Callable[[], SchemaExtension]] = (),
+    hide_suggestions: bool = False,
+) -> strawberry.Schema:
     queries, mutations = service_fields(catalog)
-    query: Any = strawberry.type(type("Query", (BaseQuery, OutboxQuery), queries))
-    mutation: Any = strawberry.type(type("Mutation", (BaseMutation,), mutations))
-    return KhaalgaSchema(query=query, mutation=mutation)
+    for field in (*queries.values(), *mutations.values()):
+        guard(field, CitizenOnly)  # a service's own field: the citizen's lookup or application
+    query_bases = (BaseQuery, OutboxQuery, MeQuery, AccessLogQuery, OfficerQuery)
+    query: Any = strawberry.type(type("Query", query_bases, queries))
+    mutation: Any = strawberry.type(type("Mutation", (BaseMutation, OfficerMutation), mutations))
+    deny_unguarded(query)  # deny by default: a root field nobody gave a policy is closed
+    deny_unguarded(mutation)
+    deny_unguarded(Subscription)
+    config = StrawberryConfig(disable_field_suggestions=hide_suggestions)
+    return KhaalgaSchema(
+        query=query,
+        mutation=mutation,
+        subscription=Subscription,
+        extensions=extensions,
+        config=config,
+    )

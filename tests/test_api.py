@@ -51,6 +51,7 @@ def fake_answers(catalog: Catalog) -> dict[str, MemoryConnector]:
 @pytest.fixture
 async def api(database_url: str, tmp_path: Path, catalog: Catalog) -> AsyncIterator[Api]:
     settings = Settings(var_dir=tmp_path, database_url=database_url, catalog_dir=ROOT / "catalog",
+                        rate_limits="",  # these tests read every form; limits have their own
                         worker=False)  # fmt: skip
     app = create_app(settings, connector_overrides=fake_answers(catalog))
     app.state.settings = settings

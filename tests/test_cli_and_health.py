@@ -70,19 +70,19 @@ def test_catalog_check_passes_on_the_real_catalog(tmp_path: Path) -> None:
     assert "13 agencies, 123 services" in result.stdout
 
 
-def test_token_prints_a_citizen_token_on_its_last_line(tmp_path: Path) -> None:
+async def test_token_prints_a_citizen_token_on_its_last_line(tmp_path: Path) -> None:
     result = run("token", "--citizen", "УБ99010112", var=tmp_path)
     assert result.returncode == 0, result.stderr
     token = result.stdout.strip().splitlines()[-1]
     validator = TokenValidator.development(load_or_create_key(tmp_path / "keys"))
-    principal = validator.principal(token)
+    principal = await validator.principal(token)
     assert (principal.kind, principal.subject) == (PrincipalKind.CITIZEN, "УБ99010112")
 
 
-def test_token_for_an_officer_and_refusals(tmp_path: Path) -> None:
+async def test_token_for_an_officer_and_refusals(tmp_path: Path) -> None:
     officer = run("token", "--officer", "LAND", var=tmp_path)
     validator = TokenValidator.development(load_or_create_key(tmp_path / "keys"))
-    principal = validator.principal(officer.stdout.strip().splitlines()[-1])
+    principal = await validator.principal(officer.stdout.strip().splitlines()[-1])
     assert (principal.kind, principal.agency) == (PrincipalKind.OFFICER, "LAND")
     assert run("token", "--citizen", "УБ99023012", var=tmp_path).returncode != 0
     assert run("token", "--officer", "NOPE", var=tmp_path).returncode != 0
@@ -101,3 +101,16 @@ def test_catalog_check_catches_a_dialect_typo(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "agency URB: backend.dialect: " in result.stderr
     assert "pagin" in result.stderr
+
+
+def test_processes_starting_together_agree_on_one_dev_key(tmp_path: Path) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(4) as pool:
+        keys = list(pool.map(_dev_key_pem, [tmp_path] * 8))
+    assert len(set(keys)) == 1
+    assert [p.name for p in (tmp_path / "keys").iterdir()] == ["dev-issuer.pem"]
+
+
+def _dev_key_pem(var: Path) -> bytes:
+    return bytes(load_or_create_key(var / "keys").as_pem(private=True))

@@ -140,6 +140,10 @@ class Service(_Frozen):
     form: tuple[FormField, ...]
     result: tuple[ResultField, ...] = ()
     binding: Binding
+    # True when the agency's back end keeps no workflow of its own for this
+    # APPLICATION (it only files what it receives): the agency's officers then
+    # move its status in the gateway (``updateApplicationStatus``).
+    gateway_workflow: bool = False
 
     @field_validator("code")
     @classmethod
@@ -165,6 +169,8 @@ class Service(_Frozen):
             raise ValueError("a LOOKUP needs result fields")
         if self.kind is ServiceKind.APPLICATION and self.result:
             raise ValueError("an APPLICATION has no result fields")
+        if self.gateway_workflow and self.kind is not ServiceKind.APPLICATION:
+            raise ValueError("only an APPLICATION can have gateway_workflow")
         for backend_field, form_field in self.binding.request.items():
             if form_field not in names:
                 raise ValueError(f"binding.request.{backend_field}: no form field {form_field!r}")

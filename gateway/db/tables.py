@@ -69,3 +69,39 @@ class OutboxItem(Base):
     lease_until: Mapped[dt.datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime]
+
+
+class AccessEvent(Base):
+    """One read or write of a citizen's personal data (auth/audit).
+
+    Append-only and hash-chained: ``hash`` is sha256 over the row's canonical
+    content and ``prev_hash``. ``seq`` is the chain position, handed out under
+    the lock on ``access_chain_head``, so it is gap-free and ordered.
+    ``fields`` holds form field names, never values.
+    """
+
+    __tablename__ = "access_events"
+    __table_args__ = (Index("ix_access_events_citizen_seq", "citizen", "seq"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[dt.datetime]
+    citizen: Mapped[str] = mapped_column(String(64))
+    actor_kind: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(128))
+    agency: Mapped[str | None] = mapped_column(String(8))
+    service_code: Mapped[str | None] = mapped_column(String(16))
+    fields: Mapped[list[str]] = mapped_column(JSON)
+    purpose: Mapped[str] = mapped_column(String(32))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AccessChainHead(Base):
+    """The single row (id 1) every append locks: the chain's length and last hash."""
+
+    __tablename__ = "access_chain_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    length: Mapped[int] = mapped_column(Integer)
+    last_hash: Mapped[str] = mapped_column(String(64))

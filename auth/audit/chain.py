@@ -1,0 +1,89 @@
+"""Appending to the one hash chain.
+
+Each row stores ``hash = sha256(canonical content || prev_hash)``. Appends
+from many requests (and worker processes) must form one chain, so every
+append first *updates* the single ``access_chain_head`` row: on PostgreSQL
+that takes the row lock (as ``SELECT ... FOR UPDATE`` would) until commit;
+on SQLite the UPDATE takes the database's writer lock at once. Updating
+first matters on SQLite: a transaction that read before writing could be
+refused its upgrade to writer instead of waiting for it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from auth.audit.model import Access
+from gateway.clock import aware
+from gateway.db.tables import AccessChainHead, AccessEvent
+
+GENESIS = "0" * 64
+HEAD_ID = 1
+
+
+def _at(value: dt.datetime) -> str:
+    # One spelling for both databases: SQLite hands datetimes back naive.
+    return aware(value).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical(event: AccessEvent) -> bytes:
+    """The row's content as bytes: sorted keys, no spaces, UTF-8."""
+    content = {
+        "seq": event.seq,
+        "at": _at(event.at),
+        "citizen": event.citizen,
+        "actor_kind": event.actor_kind,
+        "actor": event.actor,
+        "agency": event.agency,
+        "service_code": event.service_code,
+        "fields": sorted(event.fields),
+        "purpose": event.purpose,
+        "request_id": event.request_id,
+    }
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def digest(event: AccessEvent, prev_hash: str) -> str:
+    return hashlib.sha256(canonical(event) + b"|" + prev_hash.encode()).hexdigest()
+
+
+async def append(session: AsyncSession, access: Access, at: dt.datetime) -> AccessEvent:
+    """Add one event inside the caller's transaction; the caller commits."""
+    locked = await session.execute(
+        update(AccessChainHead)
+        .where(AccessChainHead.id == HEAD_ID)
+        .values(length=AccessChainHead.length + 1)
+        .returning(AccessChainHead.length, AccessChainHead.last_hash)
+        .execution_options(synchronize_session=False)
+    )
+    row = locked.one_or_none()
+    if row is None:
+        raise RuntimeError("access_chain_head is missing: run `khaalga db upgrade`")
+    seq, prev_hash = int(row[0]), str(row[1])
+    event = AccessEvent(
+        seq=seq,
+        at=aware(at),
+        citizen=access.citizen,
+        actor_kind=access.actor_kind.value,
+        actor=access.actor,
+        agency=access.agency,
+        service_code=access.service_code,
+        fields=sorted(access.fields),
+        purpose=access.purpose.value,
+        request_id=access.request_id,
+        prev_hash=prev_hash,
+    )
+    event.hash = digest(event, prev_hash)
+    session.add(event)
+    await session.execute(
+        update(AccessChainHead)
+        .where(AccessChainHead.id == HEAD_ID)
+        .values(last_hash=event.hash)
+        .execution_options(synchronize_session=False)
+    )
+    return event

@@ -1,0 +1,164 @@
+"""Load generators.
+
+Closed loop (saturation): ``wrk`` from Debian, a Lua script per scenario for
+the POST body and headers. Open loop (latency at a fixed rate): wrk cannot
+hold a rate and wrk2 is not packaged, so a small asyncio generator sends on a
+fixed schedule over raw keep-alive sockets and measures each latency from
+the request's *intended* start, so a stalled server is not hidden by the
+generator waiting for it (coordinated omission).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import statistics
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+
+@dataclass(frozen=True)
+class Target:
+    port: int
+    path: str
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ClosedLoop:
+    rps: float
+    requests: int
+    errors: int  # socket errors and non-2xx answers
+
+
+@dataclass(frozen=True)
+class OpenLoop:
+    rate: float
+    achieved: float  # what the generator really sent per second; below rate, it was the limit
+    sent: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    errors: int
+
+
+def _lua(target: Target) -> str:
+    lines = ['wrk.method = "POST"', f"wrk.body = {_lua_string(target.body.decode())}"]
+    for name, value in {**target.headers, "Content-Type": "application/json"}.items():
+        # The spaces matter: "[[" would open a Lua long string.
+        lines.append(f"wrk.headers[ {_lua_string(name)} ] = {_lua_string(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _lua_string(text: str) -> str:
+    """A Lua long string: no escapes to get wrong, UTF-8 passes as bytes."""
+    if "]==]" in text:
+        raise ValueError("cannot quote this for Lua")
+    return "[==[" + text + "]==]"
+
+
+def wrk(target: Target, seconds: float, connections: int, cpu: int) -> ClosedLoop:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(_lua(target))
+    command = [
+        "taskset", "-c", str(cpu), "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+        "-s", script.name, f"http://127.0.0.1:{target.port}{target.path}",
+    ]  # fmt: skip
+    try:
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    finally:
+        Path(script.name).unlink()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", output))
+    socket = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    if socket:
+        errors += sum(int(n) for n in socket.groups())
+    return ClosedLoop(rps=rps, requests=total, errors=errors)
+
+
+def _request(target: Target) -> bytes:
+    head = [
+        f"POST {target.path} HTTP/1.1",
+        f"Host: 127.0.0.1:{target.port}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(target.body)}",
+        *(f"{k}: {v}" for k, v in target.headers.items()),
+    ]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + target.body
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> int:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = re.search(rb"(?i)content-length:\s*(\d+)", head)
+    if length is None:
+        raise RuntimeError("the benchmark servers always send Content-Length")
+    await reader.readexactly(int(length.group(1)))
+    return status
+
+
+async def _open_loop(target: Target, rate: float, seconds: float, pool: int) -> OpenLoop:
+    request = _request(target)
+    idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    for _ in range(pool):
+        idle.put_nowait(await asyncio.open_connection("127.0.0.1", target.port))
+    latencies: list[float] = []
+    errors = 0
+
+    async def one(intended: float) -> None:
+        nonlocal errors
+        connection = await idle.get()
+        try:
+            status = await _exchange(*connection, request)
+            if status >= 300:
+                errors += 1
+        except (OSError, asyncio.IncompleteReadError, RuntimeError):
+            errors += 1
+            connection = await asyncio.open_connection("127.0.0.1", target.port)
+        finally:
+            idle.put_nowait(connection)
+        latencies.append(time.perf_counter() - intended)
+
+    count = int(rate * seconds)
+    start = time.perf_counter() + 0.05
+    tasks = []
+    for index in range(count):
+        intended = start + index / rate
+        delay = intended - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(intended)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    while not idle.empty():
+        idle.get_nowait()[1].close()
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+    return OpenLoop(
+        rate=rate,
+        achieved=count / elapsed,
+        sent=count,
+        p50_ms=cuts[49] * 1000,
+        p99_ms=cuts[98] * 1000,
+        max_ms=max(latencies) * 1000,
+        errors=errors,
+    )
+
+
+def open_loop(target: Target, rate: float, seconds: float, pool: int = 64) -> OpenLoop:
+    return asyncio.run(_open_loop(target, rate, seconds, pool))
+
+
+def graphql_body(query: str, variables: dict[str, object] | None = None) -> bytes:
+    return orjson.dumps({"query": query, "variables": variables or {}})

@@ -1,0 +1,126 @@
+"""What is measured: one ``Scenario`` per row of the report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from bench.loadgen import graphql_body
+
+FORM = """query Form($code: ID!) { service(code: $code) { form { fields {
+  name type required pattern min max maxLength options { value } } } } }"""
+LOOKUP = "query Lookup($c: ID!, $i: JSON!) { lookup(serviceCode: $c, input: $i) }"
+SUBMIT = """mutation Submit($c: ID!, $f: JSON!) { submitApplication(serviceCode: $c, form: $f) {
+  application { id status } } }"""
+MINE = """query Mine { myApplications(first: 50) { totalCount edges { node { id status
+  service { code } submittedAt } } } }"""
+CATALOG = "query Catalog { agencies { code } }"
+
+# One agency of each kind; the fan-out query asks three of them at once.
+KINDS = {"REST": "URB", "SOAP": "TAX", "SQL": "PROP", "FILE": "ENV"}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    server: str  # baseline | direct | gateway
+    path: str
+    body: bytes
+    headers: dict[str, str]
+    baseline: str  # the scenario this one's ratios are taken against
+
+
+def lookup_code(catalog: dict[str, list[dict[str, Any]]], agency: str) -> str:
+    return str(next(s["code"] for s in catalog[agency] if s["kind"] == "LOOKUP"))
+
+
+def fetch_catalog(http: httpx.Client) -> dict[str, list[dict[str, Any]]]:
+    query = "{ agencies { code services { code kind } } }"
+    data = http.post("/graphql", json={"query": query}).json()["data"]
+    return {a["code"]: a["services"] for a in data["agencies"]}
+
+
+def fetch_form(http: httpx.Client, code: str, citizen: str) -> dict[str, Any]:
+    from legacy.samples import sample_form
+
+    body = http.post("/graphql", json={"query": FORM, "variables": {"code": code}}).json()
+    form: dict[str, Any] = sample_form(body["data"]["service"]["form"]["fields"], citizen)
+    return form
+
+
+def build(http: httpx.Client, token: str, citizen: str, seeded_token: str) -> list[Scenario]:
+    """Every scenario, with forms fetched from the running gateway.
+    ``seeded_token`` is a citizen who has exactly 50 applications (``seed``)."""
+    auth = {"Authorization": f"Bearer {token}"}
+    catalog = fetch_catalog(http)
+    codes = {kind: lookup_code(catalog, agency) for kind, agency in KINDS.items()}
+    forms = {kind: fetch_form(http, code, citizen) for kind, code in codes.items()}
+    application = next(s["code"] for s in catalog["GOV"] if s["kind"] == "APPLICATION")
+    fan = ["REST", "SOAP", "SQL"]
+    fan_query = (
+        "query FanOut("
+        + ", ".join(f"$c{i}: ID!, $i{i}: JSON!" for i in range(3))
+        + ") { "
+        + " ".join(f"k{i}: lookup(serviceCode: $c{i}, input: $i{i})" for i in range(3))
+        + " }"
+    )
+    fan_vars: dict[str, object] = {}
+    for i, kind in enumerate(fan):
+        fan_vars[f"c{i}"], fan_vars[f"i{i}"] = codes[kind], forms[kind]
+    scenarios = [
+        Scenario(
+            "baseline: Starlette JSON",
+            "baseline",
+            "/json",
+            orjson.dumps({"query": CATALOG}),
+            {},
+            "baseline: Starlette JSON",
+        )
+    ]
+    for kind in KINDS:
+        body = orjson.dumps({"service": codes[kind], "form": forms[kind]})
+        scenarios.append(Scenario(f"direct: {kind} connector", "direct", "/direct", body, {},
+                                  "baseline: Starlette JSON"))  # fmt: skip
+    gateway = [
+        ("gateway: catalog", graphql_body(CATALOG), {}, "baseline: Starlette JSON"),
+        ("gateway: LOOKUP (REST)", graphql_body(LOOKUP, {"c": codes["REST"], "i": forms["REST"]}),
+         auth, "direct: REST connector"),
+        ("gateway: fan-out REST+SOAP+SQL", graphql_body(fan_query, fan_vars), auth,
+         "direct: SOAP connector"),
+        ("gateway: APPLICATION submit",
+         graphql_body(SUBMIT, {"c": application, "f": fetch_form(http, application, citizen)}),
+         auth, "baseline: Starlette JSON"),
+        ("gateway: myApplications (50)", graphql_body(MINE),
+         {"Authorization": f"Bearer {seeded_token}"}, "baseline: Starlette JSON"),
+    ]  # fmt: skip
+    for name, body, headers, baseline in gateway:
+        scenarios.append(Scenario(name, "gateway", "/graphql", body, headers, baseline))
+    return scenarios
+
+
+def check(http: httpx.Client, scenario: Scenario) -> None:
+    """One request before measuring: a scenario answering errors measures nothing."""
+    response = http.post(
+        scenario.path,
+        content=scenario.body,
+        headers={**scenario.headers, "Content-Type": "application/json"},
+    )
+    response.raise_for_status()
+    if "errors" in response.json():
+        raise RuntimeError(f"{scenario.name}: {response.text[:300]}")
+
+
+def seed(http: httpx.Client, token: str, citizen: str, count: int = 50) -> None:
+    catalog = fetch_catalog(http)
+    application = next(s["code"] for s in catalog["LAND"] if s["kind"] == "APPLICATION")
+    form = fetch_form(http, application, citizen)
+    for _ in range(count):
+        response = http.post(
+            "/graphql",
+            json={"query": SUBMIT, "variables": {"c": application, "f": form}},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert "errors" not in response.json(), response.text

@@ -1,0 +1,170 @@
+"""Strawberry's ASGI view, made to follow the GraphQL-over-HTTP spec.
+
+What strawberry does differently out of the box, and is changed here:
+- it always answers ``application/json`` with 200; here the ``Accept`` header
+  chooses ``application/graphql-response+json`` (and then a request error --
+  parse, validation, variable coercion, operation limits -- is a 400), or
+  ``application/json`` (always 200), or nothing (406);
+- a request error keeps ``"data": null``; the spec wants no ``data`` entry;
+- mutations over GET are a 400; the spec wants 405 with ``Allow: POST``;
+- a JSON body that is not an object, or an ``operationName`` that is not a
+  string, crashes or runs; here they are a 400;
+- transport errors are plain text; here they are RFC 9457 problems;
+- a JSON array (a batch) is refused: Khaalga does not batch operations, so
+  one request cannot multiply limits and rate limits by N.
+Streaming (SSE, multipart subscriptions) is not offered: the schema has no
+subscriptions and ``@defer``/``@stream`` are off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from graphql import GraphQLError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import MissingQueryError
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.base import BaseRequestProtocol
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
+
+from gateway.http.media import GRAPHQL_RESPONSE, negotiate
+from gateway.http.problem import problem
+
+ContextT = TypeVar("ContextT")
+RootValueT = TypeVar("RootValueT")
+
+
+class TransportError(HTTPException):
+    """An HTTPException that also carries response headers (``Allow``...)."""
+
+    def __init__(self, status: int, detail: str, headers: Mapping[str, str] | None = None):
+        super().__init__(status, detail)
+        self.headers = dict(headers or {})
+
+
+def is_request_error(result: ExecutionResult) -> bool:
+    """Nothing executed: every error is about the request, none has a path."""
+    return (
+        result.data is None
+        and bool(result.errors)
+        and all(error.path is None for error in result.errors or ())
+    )
+
+
+class SpecGraphQL(GraphQL[ContextT, RootValueT]):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            response = await self._respond(request)
+        except HTTPException as exc:
+            response = problem(exc.status_code, exc.reason, getattr(exc, "headers", None))
+        await response(scope, receive, send)
+
+    async def _respond(self, request: Request) -> Response:
+        if request.method not in ("GET", "POST"):
+            raise TransportError(405, "GraphQL is served over GET and POST", {"allow": "GET, POST"})
+        media = negotiate(request.headers.get("accept"))
+        if media is None and not self.should_render_graphql_ide(
+            self.request_adapter_class(request)
+        ):
+            detail = f"responses are application/json or {GRAPHQL_RESPONSE}; Accept allows neither"
+            raise TransportError(406, detail)
+        response = await self.run(request)
+        if media == GRAPHQL_RESPONSE and getattr(request.state, "graphql_response", False):
+            response.headers["content-type"] = f"{GRAPHQL_RESPONSE}; charset=utf-8"
+            if getattr(request.state, "graphql_request_error", False):
+                response.status_code = 400
+        return response
+
+    def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
+        # Only a browser asking for a page; ``*/*`` alone (curl, fetch) or a
+        # persisted-query GET (no ``query``, but ``extensions``) is an API call.
+        params = request.query_params
+        return (
+            request.method == "GET"
+            and params.get("query") is None
+            and params.get("extensions") is None
+            and "text/html" in request.headers.get("accept", "")
+        )
+
+    async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData:
+        if request.method == "GET":
+            data: Any = self.parse_query_params(request.query_params)
+            # An empty ``variables=`` or ``extensions=`` in a URL means absent.
+            data = {key: value for key, value in data.items() if value != ""}
+        else:  # the middleware let only application/json through
+            body = await request.get_body()
+            if not body.strip():
+                raise TransportError(400, "the request body is empty; send a JSON object")
+            data = self.parse_json(body)
+        if isinstance(data, list):
+            raise TransportError(
+                400, "batched operations are not supported: send one operation per request"
+            )
+        if not isinstance(data, dict):
+            raise TransportError(400, "the request body must be a JSON object")
+        for name, kind in (("query", str), ("operationName", str)):
+            if not isinstance(data.get(name), (kind, type(None))):
+                raise TransportError(400, f"'{name}' must be a string or null")
+        for name in ("variables", "extensions"):
+            if not isinstance(data.get(name), (dict, type(None))):
+                raise TransportError(400, f"'{name}' must be a JSON object or null")
+        return GraphQLRequestData(
+            query=data.get("query"),
+            variables=data.get("variables"),
+            operation_name=data.get("operationName"),
+            extensions=data.get("extensions"),
+        )
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: ContextT,
+        root_value: RootValueT | None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        method = request_adapter.method
+        try:
+            return await self.schema.execute(
+                request_data.query,
+                root_value=root_value,
+                variable_values=request_data.variables,
+                context_value=context,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=OperationType.from_http(method),
+                operation_extensions=request_data.extensions,
+            )
+        except InvalidOperationTypeError as exc:
+            detail = exc.as_http_error_reason(method)
+            if method == "GET":
+                raise TransportError(405, detail, {"allow": "POST"}) from exc
+            raise TransportError(400, detail) from exc
+        except CannotGetOperationTypeError as exc:
+            # A GraphQL request error (no such operation), not a transport one.
+            return ExecutionResult(data=None, errors=[GraphQLError(exc.as_http_error_reason())])
+        except MissingQueryError as exc:
+            raise TransportError(
+                400, "no GraphQL document: send 'query' (or a persisted query's hash)"
+            ) from exc
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        data = await super().process_result(request, result)
+        request.state.graphql_response = True
+        if is_request_error(result):
+            data.pop("data", None)
+            request.state.graphql_request_error = True
+        return data

@@ -1,0 +1,92 @@
+"""JSON logs with the standard library: one object per line (orjson).
+
+``configure_logging`` puts a JSON handler on the ``khaalga`` logger tree;
+the request middleware writes one ``khaalga.access`` line per request with
+fixed, non-personal keys only (see ``access_fields``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+from typing import Any, TextIO
+
+import orjson
+
+from gateway.observability.request import RequestInfo
+
+ACCESS = logging.getLogger("khaalga.access")
+FIELDS = "khaalga_fields"  # the ``extra`` key carrying a line's structured fields
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, FIELDS, None)
+        if isinstance(fields, dict):
+            line.update(fields)
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(line, default=str).decode()
+
+
+class _JsonHandler(logging.StreamHandler[TextIO]):
+    """Ours (configuring again replaces it rather than adding one), and
+    without a fixed stream it writes to whatever ``sys.stderr`` is at the time,
+    as ``logging.lastResort`` does, so a replaced stderr (pytest) is followed."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        super().__init__(stream if stream is not None else sys.stderr)
+        self._fixed = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._fixed is None:
+            self.stream = sys.stderr
+        super().emit(record)
+
+
+def configure_logging(stream: TextIO | None = None, level: int = logging.INFO) -> None:
+    """JSON lines for the ``khaalga`` logger tree. Records still propagate to
+    the root logger, which has no handler in ``khaalga serve`` (so nothing is
+    printed twice) and has pytest's in tests (so ``caplog`` keeps working)."""
+    logger = logging.getLogger("khaalga")
+    for handler in [h for h in logger.handlers if isinstance(h, _JsonHandler)]:
+        logger.removeHandler(handler)
+    handler = _JsonHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger.addHandler(handler)
+    logger.setLevel(level)
+
+
+def access_fields(
+    info: RequestInfo, method: str, path: str, status: int, principal_kind: str, seconds: float
+) -> dict[str, Any]:
+    """The whole of what a request line says. ``path`` is the route path only:
+    a GET query string carries the query and its variables."""
+    return {
+        "request_id": info.request_id,
+        "method": method,
+        "path": path,
+        "operation": info.operation,
+        "operation_type": info.operation_type,
+        "outcome": info.outcome,
+        "principal_kind": principal_kind,
+        "status": status,
+        "duration_ms": round(seconds * 1000, 2),
+    }
+
+
+def log_request(fields: dict[str, Any]) -> None:
+    # The message repeats the essentials so a plain-text set-up still says something.
+    ACCESS.info(
+        "%s %s %s %s %.1fms", fields["method"], fields["path"], fields["status"],
+        fields["operation"], fields["duration_ms"], extra={FIELDS: fields},
+    )  # fmt: skip

@@ -1,0 +1,163 @@
+"""Prometheus families, fed by the request middleware, the connectors'
+resilience layer and, at scrape time, the breakers and the outbox.
+
+Each app owns its own ``CollectorRegistry`` (tests build many apps in one
+process; the global registry would refuse the second). Label values are
+bounded: operation names are capped (``MAX_OPERATIONS``), agencies come from
+the catalog, error labels are connector error class names.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import Request
+from starlette.responses import Response
+
+from connectors.base import Action
+from connectors.delivery import outbox_backlog
+from connectors.errors import ConnectorError
+from connectors.registry import ConnectorRegistry
+from gateway.clock import utcnow
+from gateway.observability.request import RequestInfo
+
+log = logging.getLogger("khaalga.metrics")
+
+MAX_OPERATIONS = 200
+OTHER_OPERATION = "other"
+ERROR_CLASSES = (
+    "BackendTimeout",
+    "BackendUnavailable",
+    "CircuitOpen",
+    "BackendBusy",
+    "BackendRejected",
+    "ProtocolError",
+    "MappingError",
+)
+BREAKER_STATES = ["closed", "open", "half_open"]
+
+
+class GatewayMetrics:
+    def __init__(self, agencies: Sequence[str]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.agencies = tuple(agencies)
+        self._operations: set[str] = set()
+        r = self.registry
+        self.requests = Counter(
+            "khaalga_graphql_requests", "GraphQL requests by operation name and outcome",
+            ["operation", "type", "outcome"], registry=r,
+        )  # fmt: skip
+        self.request_seconds = Histogram(
+            "khaalga_graphql_request_duration_seconds", "GraphQL request latency, whole HTTP "
+            "exchange", ["operation", "type"], registry=r,
+        )  # fmt: skip
+        self.backend_calls = Counter(
+            "khaalga_backend_calls", "Calls to agency back ends (each attempt, retries included)",
+            ["agency", "action", "outcome"], registry=r,
+        )  # fmt: skip
+        self.backend_seconds = Histogram(
+            "khaalga_backend_call_duration_seconds", "Back-end call latency, queue wait included",
+            ["agency", "action"], registry=r,
+        )  # fmt: skip
+        self.backend_errors = Counter(
+            "khaalga_backend_errors", "Failed back-end calls by connector error class",
+            ["agency", "error"], registry=r,
+        )  # fmt: skip
+        self.breaker = Enum(
+            "khaalga_backend_breaker_state", "Circuit breaker state, read at scrape time",
+            ["agency"], states=BREAKER_STATES, registry=r,
+        )  # fmt: skip
+        self.outbox_pending = Gauge(
+            "khaalga_outbox_pending", "Outbox items waiting for delivery, read at scrape time",
+            ["agency"], registry=r,
+        )  # fmt: skip
+        self.outbox_dead = Gauge(
+            "khaalga_outbox_dead", "Dead-lettered outbox items, read at scrape time",
+            ["agency"], registry=r,
+        )  # fmt: skip
+        self.outbox_oldest = Gauge(
+            "khaalga_outbox_oldest_pending_age_seconds",
+            "Age of the oldest pending outbox item (0 when none), read at scrape time",
+            ["agency"], registry=r,
+        )  # fmt: skip
+        self._declare_agencies()
+
+    def _declare_agencies(self) -> None:
+        # Every agency's series exist from start-up, so a dashboard or an
+        # alert sees an idle agency as 0 rather than as missing.
+        for agency in self.agencies:
+            for action in Action:
+                for outcome in ("ok", "error"):
+                    self.backend_calls.labels(agency, action.value, outcome)
+                self.backend_seconds.labels(agency, action.value)
+            for error in ERROR_CLASSES:
+                self.backend_errors.labels(agency, error)
+            self.breaker.labels(agency).state("closed")
+            self.outbox_pending.labels(agency).set(0)
+            self.outbox_dead.labels(agency).set(0)
+            self.outbox_oldest.labels(agency).set(0)
+
+    # -- fed as requests go -------------------------------------------------
+
+    def _operation(self, name: str) -> str:
+        if name in self._operations:
+            return name
+        if len(self._operations) >= MAX_OPERATIONS:
+            return OTHER_OPERATION
+        self._operations.add(name)
+        return name
+
+    def observe_request(self, info: RequestInfo, seconds: float) -> None:
+        operation = self._operation(info.operation)
+        self.requests.labels(operation, info.operation_type, info.outcome).inc()
+        self.request_seconds.labels(operation, info.operation_type).observe(seconds)
+
+    def call_finished(
+        self, agency: str, action: Action, seconds: float, error: ConnectorError | None
+    ) -> None:
+        """``connectors.resilience.CallObserver``: one back-end attempt ended."""
+        self.backend_calls.labels(agency, action.value, "ok" if error is None else "error").inc()
+        self.backend_seconds.labels(agency, action.value).observe(seconds)
+        if error is not None:
+            name = type(error).__name__
+            self.backend_errors.labels(agency, name if name in ERROR_CLASSES else "other").inc()
+
+    # -- read at scrape time ------------------------------------------------
+
+    async def refresh(
+        self, registry: ConnectorRegistry, sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        for agency in self.agencies:
+            state = await registry.connector(agency).breaker_state()
+            self.breaker.labels(agency).state(state.lower())
+        try:
+            backlog = await outbox_backlog(sessions)
+        except Exception:  # a scrape must still answer while the database is down
+            log.warning("outbox figures unavailable for this scrape", exc_info=True)
+            return
+        now = utcnow()
+        for agency in self.agencies:
+            entry = backlog.get(agency)
+            oldest = entry.oldest_pending if entry else None
+            self.outbox_pending.labels(agency).set(entry.pending if entry else 0)
+            self.outbox_dead.labels(agency).set(entry.dead if entry else 0)
+            self.outbox_oldest.labels(agency).set((now - oldest).total_seconds() if oldest else 0)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def metrics_endpoint(
+    metrics: GatewayMetrics,
+    registry: ConnectorRegistry,
+    sessions: async_sessionmaker[AsyncSession],
+) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(_: Request) -> Response:
+        await metrics.refresh(registry, sessions)
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return endpoint

@@ -1,0 +1,101 @@
+"""The ASGI middleware around everything else: a request id (the client's
+``X-Request-Id`` if it is a plain token, else ours) echoed in the response,
+a server span continuing the caller's W3C trace, and on the way out one
+metric observation and one log line.
+
+Plain ASGI rather than Starlette's ``BaseHTTPMiddleware``: that one runs the
+app in another task and buffers streaming bodies.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Collection
+
+from opentelemetry import propagate, trace
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.observability import request
+from gateway.observability.logs import access_fields, log_request
+from gateway.observability.metrics import GatewayMetrics
+from gateway.observability.request import RequestInfo
+from gateway.observability.tracing import tracer
+
+REQUEST_ID = b"x-request-id"
+OTHER_PATH = "other"
+
+
+class ObservabilityMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: GatewayMetrics,
+        paths: Collection[str],
+        graphql_path: str = "/graphql",
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        # Only known route paths are recorded: any other path is whatever a
+        # client typed, so it is neither bounded nor known to be impersonal.
+        self.paths = frozenset(paths)
+        self.graphql_path = graphql_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        given = headers.get(REQUEST_ID, b"").decode("latin-1")
+        info = RequestInfo(given if request.acceptable_request_id(given) else uuid.uuid4().hex)
+        # auth.middleware takes the id from here for the data-access log, so
+        # both logs name a request the same way.
+        scope["request_id"] = info.request_id
+        path = scope["path"] if scope["path"] in self.paths else OTHER_PATH
+        status = 500  # what the client gets if the app raises before answering
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (REQUEST_ID, info.request_id.encode()),
+                ]
+            await send(message)
+
+        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items()}
+        token = request.begin(info)
+        started = time.perf_counter()
+        span = tracer().start_span(
+            f"{scope['method']} {path}",
+            context=propagate.extract(carrier),
+            kind=trace.SpanKind.SERVER,
+            attributes={"http.request.method": scope["method"], "url.path": path},
+        )
+        try:
+            with trace.use_span(span, end_on_exit=False):
+                await self.app(scope, receive, send_with_id)
+        finally:
+            seconds = time.perf_counter() - started
+            request.end(token)
+            self._finish(scope, info, path, status, seconds, span)
+
+    def _finish(
+        self, scope: Scope, info: RequestInfo, path: str, status: int, seconds: float,
+        span: trace.Span,
+    ) -> None:  # fmt: skip
+        principal = scope.get("principal")
+        kind = principal.kind.value if principal is not None else "NONE"  # refused by auth
+        if path == self.graphql_path:
+            if info.outcome == "none" and status >= 400:
+                info.outcome = "rejected"  # refused before any GraphQL ran (auth, HTTP)
+            if info.outcome != "none":  # "none" with 2xx is the GraphiQL page
+                self.metrics.observe_request(info, seconds)
+            span.set_attribute("graphql.operation.name", info.operation)
+            span.set_attribute("graphql.operation.type", info.operation_type)
+        span.set_attribute("http.response.status_code", status)
+        if status >= 500:
+            span.set_status(trace.StatusCode.ERROR)
+        span.end()
+        log_request(access_fields(info, scope["method"], path, status, kind, seconds))

@@ -1,0 +1,134 @@
+"""Operation limits: a refused operation runs no resolver, answers 400 (with
+the spec's media type) and says which limit and its maximum."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.settings import SettingsError, from_env
+from schema.limits.config import OperationLimits
+from tests.http.conftest import Spy, client_for, graphql, settings_for
+
+LAND = 'agency(code: "LAND")'
+
+
+def deep(depth: int, root: str = LAND) -> str:
+    """A query whose deepest field is at ``depth`` (the root field is at 0)."""
+    inner = "code"
+    for level in range(depth - 1, 0, -1):
+        inner = f"{'services' if level % 2 else 'agency'} {{ {inner} }}"
+    return f"{{ {root} {{ {inner} }} }}"
+
+
+def refused(status: int, body: dict[str, Any], limit: str, maximum: int) -> None:
+    assert status == 400
+    assert "data" not in body
+    assert len(body["errors"]) == 1, body
+    error = body["errors"][0]
+    assert error["extensions"] == {"code": "OPERATION_LIMIT", "limit": limit, "max": maximum}
+    assert f"({maximum})" in error["message"]
+
+
+async def test_depth_10_runs(tmp_path: Path) -> None:
+    # The only deep paths in this schema go through lists: cost is lifted
+    # here, and an unknown agency keeps the 10^5 nested items from running.
+    settings = settings_for(tmp_path, limits=OperationLimits(cost=10**9))
+    async with client_for(settings) as client:
+        status, body = await graphql(client, deep(10, 'agency(code: "NONE")'))
+    assert status == 200 and body == {"data": {"agency": None}}
+
+
+async def test_depth_11_runs_nothing_and_says_why(dev: httpx.AsyncClient, spy: Spy) -> None:
+    refused(*await graphql(dev, deep(11)), "depth", 10)
+    assert spy.calls == 0
+
+
+def aliased(count: int) -> str:
+    return "{ agencies { " + " ".join(f"a{i}: code" for i in range(count)) + " } }"
+
+
+async def test_100_aliases_run_nothing_and_say_why(dev: httpx.AsyncClient, spy: Spy) -> None:
+    refused(*await graphql(dev, aliased(100)), "aliases", 15)
+    assert spy.calls == 0
+
+
+async def test_15_aliases_are_allowed_but_not_16(dev: httpx.AsyncClient) -> None:
+    assert (await graphql(dev, aliased(15)))[0] == 200
+    refused(*await graphql(dev, aliased(16)), "aliases", 15)
+
+
+async def test_root_fields(dev: httpx.AsyncClient, spy: Spy) -> None:
+    fields = ["agencies { code }", "services { totalCount }", f"{LAND} {{ code }}"]
+    ten = "{ " + " ".join((fields * 4)[:10]) + " }"
+    assert (await graphql(dev, ten))[0] == 200
+    # Through a fragment too: 11 root fields, one of them spread in.
+    eleven = ten[:-1] + " ...more } fragment more on Query { me { kind } }"
+    spy.calls = 0
+    refused(*await graphql(dev, eleven), "rootFields", 10)
+    assert spy.calls == 0
+
+
+async def test_tokens(dev: httpx.AsyncClient) -> None:
+    many = "{ " + " ".join(["__typename"] * 1000) + " }"  # 1002 tokens
+    refused(*await graphql(dev, many), "tokens", 1000)
+
+
+async def test_directives(dev: httpx.AsyncClient) -> None:
+    fifty_one = "{ agencies { " + " ".join(["code @include(if: true)"] * 51) + " } }"
+    refused(*await graphql(dev, fifty_one), "directives", 50)
+    twice = "{ __typename @skip(if: false) @skip(if: false) }"
+    refused(*await graphql(dev, twice), "directiveRepeats", 1)
+
+
+async def test_document_bytes(dev: httpx.AsyncClient) -> None:
+    padded = "# " + "x" * 16_384 + "\n{ __typename }"  # a comment: no tokens
+    refused(*await graphql(dev, padded), "documentBytes", 16_384)
+
+
+COSTLY = """query($n: Int) { services(first: $n) { edges { node {
+  form { fields { name options { value } } } } } } }"""
+
+
+async def test_cost_counts_first_as_sent(dev: httpx.AsyncClient) -> None:
+    # first x fields (10) x options (10): 10 -> ~1,200; 100 -> ~12,000
+    status, body = await graphql(dev, COSTLY, {"n": 10})
+    assert status == 200 and "errors" not in body
+    refused(*await graphql(dev, COSTLY, {"n": 100}), "cost", 5000)
+
+
+async def test_cost_of_nested_lists_runs_nothing(dev: httpx.AsyncClient, spy: Spy) -> None:
+    nested = f"{{ {LAND} {{ services {{ agency {{ services {{ form {{ fields {{ options {{ value }} }} }} }} }} }} }} }}"  # noqa: E501
+    refused(*await graphql(dev, nested), "cost", 5000)
+    assert spy.calls == 0
+
+
+async def test_limits_come_from_settings(tmp_path: Path) -> None:
+    limits = OperationLimits(depth=3, aliases=1)
+    async with client_for(settings_for(tmp_path, limits=limits)) as client:
+        assert (await graphql(client, deep(3)))[0] == 200
+        refused(*await graphql(client, deep(4)), "depth", 3)
+        refused(*await graphql(client, "{ a: __typename b: __typename }"), "aliases", 1)
+
+
+def test_limits_read_from_the_environment() -> None:
+    settings = from_env({"KHAALGA_MAX_DEPTH": "7", "KHAALGA_MAX_COST": "100"})
+    assert settings.limits == OperationLimits(depth=7, cost=100)
+    with pytest.raises(SettingsError, match="KHAALGA_MAX_ALIASES"):
+        from_env({"KHAALGA_MAX_ALIASES": "many"})
+
+
+async def test_the_usual_client_queries_fit(dev: httpx.AsyncClient) -> None:
+    # GraphiQL's own introspection query and a page of forms are not limited.
+    from graphql import get_introspection_query
+
+    status, body = await graphql(dev, get_introspection_query(descriptions=True))
+    assert status == 200 and "errors" not in body
+    form_page = """{ services(first: 20) { totalCount edges { cursor node { code kind
+      name { mn en } form { fields { name type required label { mn en } } } } }
+      pageInfo { hasNextPage endCursor } } }"""
+    status, body = await graphql(dev, form_page)
+    assert status == 200 and "errors" not in body, body

@@ -1,0 +1,35 @@
+"""The harness runs end to end (one second, one scenario). No figure is
+asserted: timings belong in bench/results, not in a test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.settings import ROOT
+from tests.support.gateway import free_port
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (make bench does)")
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the harness pins to two cores")
+def test_a_one_second_run_writes_a_report(tmp_path: Path) -> None:
+    pytest.importorskip("psutil")
+    pytest.importorskip("pyinstrument")
+    # Simulator ports are consecutive from the base; a free one plus 13 is
+    # very likely free too on a test machine.
+    env = {**os.environ, "BENCH_PORT": str(free_port()), "BENCH_SIM_BASE_PORT": str(free_port())}
+    subprocess.run(
+        [sys.executable, "-m", "bench.run", "--seconds", "1", "--only", "baseline",
+         "--no-profile", "--out", str(tmp_path)],
+        cwd=ROOT, env=env, check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    report = (tmp_path / "report.md").read_text()
+    assert "| baseline: Starlette JSON |" in report
+    assert "| 0 | baseline" in report  # no errors
