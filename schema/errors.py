@@ -8,6 +8,12 @@ CONFLICT            idempotency key reused for another service; not cancellable
 AGENCY_UNAVAILABLE  the agency's back end failed transiently; extensions.agency
 AGENCY_REJECTED     the agency refused the request; extensions.agency
 AGENCY_ERROR        the agency's answer did not fit the catalog mapping
+
+Raised before any resolver runs (schema/limits, gateway/persisted.py):
+
+OPERATION_LIMIT     an operation limit; extensions.limit and extensions.max
+PERSISTED_QUERY_NOT_FOUND, PERSISTED_QUERY_NOT_SUPPORTED, PERSISTED_QUERY_HASH_MISMATCH
+UNTRUSTED_DOCUMENT  allow-list mode, and the document is not on the list
 """
 
 from __future__ import annotations
