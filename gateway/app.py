@@ -24,8 +24,6 @@ from auth.middleware import AuthenticationMiddleware
 from auth.principal import ANONYMOUS
 from auth.tokens import InvalidToken, TokenValidator
 from connectors.base import Connector
-from connectors.delivery import DeliveryWorker
-from connectors.registry import ConnectorRegistry
 from gateway.applications import ApplicationStore
 from gateway.catalog.loader import load_catalog
 from gateway.db.engine import create_engine, session_factory
@@ -37,6 +35,7 @@ from gateway.observability.setup import Observability
 from gateway.persisted import trusted_documents
 from gateway.rate_limit import RateLimitConfigError, RateLimiter, RateLimitMiddleware
 from gateway.settings import Settings, SettingsError
+from gateway.wiring import build_registry, build_worker
 from schema.context import Context, Services
 from schema.limits.exposure import exposure_extensions
 from schema.limits.extensions import limit_extensions
@@ -100,30 +99,12 @@ def create_app(
     catalog = load_catalog(settings.catalog_dir)
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
-    registry = ConnectorRegistry(
-        catalog,
-        settings.backends,
-        timeouts=settings.timeouts,
-        concurrency=settings.agency_concurrency,
-        breaker_threshold=settings.breaker_threshold,
-        breaker_ttl=settings.breaker_ttl,
-        overrides=connector_overrides,
-    )
+    registry = build_registry(settings, catalog, connector_overrides)
     events = application_events(settings.redis_url, settings.redis_prefix)
     services = Services(
         catalog=catalog, store=ApplicationStore(sessions), registry=registry, events=events
     )
-    worker = DeliveryWorker(
-        sessions,
-        catalog,
-        registry,
-        max_attempts=settings.max_attempts,
-        poll_interval=settings.delivery_poll,
-        status_interval=settings.status_poll,
-        lease_seconds=settings.lease_seconds,
-        backoff_base=settings.delivery_backoff,
-        events=events,
-    )
+    worker = build_worker(settings, sessions, catalog, registry, events)
     validator = token_validator(settings)
     graphql = KhaalgaGraphQL(
         services,

@@ -135,10 +135,9 @@ def simulators() -> None:
 @main.command()
 def worker() -> None:
     """Run a delivery worker process (outbox and status polling) without HTTP."""
-    from connectors.delivery import DeliveryWorker
-    from connectors.registry import ConnectorRegistry
     from gateway.db.engine import create_engine, session_factory
     from gateway.events import application_events
+    from gateway.wiring import build_registry, build_worker
 
     settings = _settings()
     catalog = _catalog(settings)
@@ -146,27 +145,8 @@ def worker() -> None:
     async def run() -> None:
         engine = create_engine(settings.database_url)
         events = application_events(settings.redis_url, settings.redis_prefix)
-        # The same knobs as the worker inside ``khaalga serve`` (gateway/app.py).
-        registry = ConnectorRegistry(
-            catalog,
-            settings.backends,
-            timeouts=settings.timeouts,
-            concurrency=settings.agency_concurrency,
-            breaker_threshold=settings.breaker_threshold,
-            breaker_ttl=settings.breaker_ttl,
-        )
-        delivery = DeliveryWorker(
-            session_factory(engine),
-            catalog,
-            registry,
-            max_attempts=settings.max_attempts,
-            poll_interval=settings.delivery_poll,
-            status_interval=settings.status_poll,
-            lease_seconds=settings.lease_seconds,
-            backoff_base=settings.delivery_backoff,
-            # With Redis, subscribers in every gateway process hear this worker.
-            events=events,
-        )
+        registry = build_registry(settings, catalog)
+        delivery = build_worker(settings, session_factory(engine), catalog, registry, events)
         try:
             await delivery.run()
         finally:
