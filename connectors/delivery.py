@@ -13,6 +13,7 @@ the conditional lease update makes the claim safe on SQLite as well.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import random
@@ -77,10 +78,11 @@ class DeliveryWorker:
         self.status_interval = status_interval
         self.batch = batch
         self.backoff_base = backoff_base
+        self._stopping = asyncio.Event()
 
     async def run(self) -> None:
-        """Deliver and poll until cancelled."""
-        while True:
+        """Deliver and poll until ``stop`` is called (or the task is cancelled)."""
+        while not self._stopping.is_set():
             try:
                 busy = await self.deliver_due()
                 busy += await self.poll_statuses()
@@ -90,7 +92,15 @@ class DeliveryWorker:
                 log.exception("delivery loop failed; retrying")
                 busy = 0
             if not busy:
-                await asyncio.sleep(self.poll_interval)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self.poll_interval)
+
+    def stop(self) -> None:
+        """Make ``run`` return once the round under way is finished. Cancelling
+        instead cuts queries and agency calls in half: a database connection
+        being opened at that moment is leaked, and a delivery the agency has
+        already filed waits for its lease to run out before it is recorded."""
+        self._stopping.set()
 
     # -- delivery ---------------------------------------------------------
 

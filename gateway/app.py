@@ -141,9 +141,10 @@ def create_app(
             yield
         finally:
             if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                # Let the round under way finish; cancel it only if it overstays.
+                worker.stop()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(task, settings.timeouts.total)
             await registry.aclose()
             await limiter.aclose()
             await events.aclose()
