@@ -89,3 +89,18 @@ async def test_cancel_only_before_review(store: ApplicationStore) -> None:
     assert outbox.state == "CANCELLED"
     with pytest.raises(NotCancellable):
         await store.cancel(citizen(ALICE), app.id)
+
+
+async def test_database_errors_never_quote_personal_data(store: ApplicationStore) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    app = await store.submit(ALICE, SERVICE, FORM, None)
+    clash = Application(
+        id=app.id, service_code=SERVICE.code, agency="TEST", citizen=BOB, status="SUBMITTED",
+        form=FORM, submitted_at=app.submitted_at, updated_at=app.submitted_at,
+    )  # fmt: skip
+    with pytest.raises(IntegrityError) as caught:
+        async with store.sessions.begin() as session:
+            session.add(clash)
+    assert BOB not in str(caught.value)
+    assert ALICE not in str(caught.value)
