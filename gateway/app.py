@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.extensions import SchemaExtension, ValidationCache
+from strawberry.extensions import SchemaExtension
 from strawberry.types.unset import UNSET, UnsetType
 
 from auth.issuers import token_validator
@@ -37,7 +37,7 @@ from gateway.rate_limit import RateLimitConfigError, RateLimiter, RateLimitMiddl
 from gateway.settings import Settings, SettingsError
 from gateway.wiring import build_registry, build_worker
 from schema.context import Context, Services
-from schema.document_cache import DocumentCache
+from schema.document_cache import DocumentCache, validation_cache
 from schema.limits.exposure import exposure_extensions
 from schema.limits.extensions import limit_extensions
 from schema.root import build_schema
@@ -93,7 +93,7 @@ def schema_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]
         trusted_documents(settings.trusted_documents, settings.trusted_documents_file),
         *limit_extensions(settings.limits),
         DocumentCache,
-        lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
+        validation_cache(DOCUMENT_CACHE_SIZE),
         *exposure_extensions(
             introspection=settings.introspection_enabled, mask_errors=not settings.development
         ),

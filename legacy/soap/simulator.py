@@ -82,7 +82,13 @@ class SoapSimulator(Simulator):
         )
         self._app = build_application(self.agency, desk)
         self._stopping.clear()
-        gate = _FaultGate(WsgiApplication(self._app), self._live, self._stopping)
+        wsgi = WsgiApplication(self._app)
+        # Spyne builds the WSDL lazily on the first ?wsdl request; that costs
+        # CPU time a client's read timeout can run out on, so build it now.
+        await asyncio.to_thread(
+            wsgi.doc.wsdl11.build_interface_document, f"http://{HOST}:{self.port}/"
+        )
+        gate = _FaultGate(wsgi, self._live, self._stopping)
         # Binding happens here, so requests queue in the backlog from now on.
         self._server = make_server(HOST, self.port, gate, _Server, _QuietHandler)
         self._thread = threading.Thread(
