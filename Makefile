@@ -4,7 +4,7 @@ BIN    := $(VENV)/bin
 PYTHON ?= python3
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint install clean bench
+.PHONY: run test lint install clean bench wrk
 
 $(STAMP): pyproject.toml $(wildcard package.json package-lock.json)
 	$(PYTHON) -m venv $(VENV)
@@ -22,13 +22,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: $(STAMP) lint
+# wrk (Debian) drives the benchmark; the test suite runs it for one second.
+wrk:
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+
+test: $(STAMP) lint wrk
 	$(BIN)/pytest -q
 
 # Not part of `test`: figures depend on the machine (docs/performance.md).
-# Needs wrk (Debian); installs it when missing.
-bench: $(STAMP)
-	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+bench: $(STAMP) wrk
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:

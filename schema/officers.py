@@ -81,11 +81,8 @@ class OfficerQuery:
         return CaseFileConnection(
             total_count=page.total,
             nodes=nodes,
-            page_info=PageInfo(
-                has_next_page=page.has_next,
-                has_previous_page=after is not None,
-                start_cursor=encode_cursor(page.items[0]) if page.items else None,
-                end_cursor=encode_cursor(page.items[-1]) if page.items else None,
+            page_info=PageInfo.of(
+                [encode_cursor(a) for a in page.items], page.has_next, after is not None
             ),
         )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 import strawberry
@@ -84,15 +84,6 @@ def _offset(cursor: str | None) -> int:
     raise errors.bad_user_input({"after": _BAD_CURSOR})
 
 
-def _page_info(edges: Sequence[ServiceEdge | ApplicationEdge], more: bool, back: bool) -> PageInfo:
-    return PageInfo(
-        has_next_page=more,
-        has_previous_page=back,
-        start_cursor=edges[0].cursor if edges else None,
-        end_cursor=edges[-1].cursor if edges else None,
-    )
-
-
 def _page_size(first: int | None, default: int) -> int:
     if first is None:
         return default
@@ -150,7 +141,7 @@ class BaseQuery:
         return ServiceConnection(
             total_count=len(chosen),
             edges=edges,
-            page_info=_page_info(edges, start + size < len(chosen), start > 0),
+            page_info=PageInfo.of([e.cursor for e in edges], start + size < len(chosen), start > 0),
         )
 
     @strawberry.field(permission_classes=[Public])
@@ -188,16 +179,14 @@ class BaseQuery:
     ) -> ApplicationConnection:
         principal = operations.require_citizen(info.context)
         size = _page_size(first, 20)
-        page = await info.context.services.store.list(
-            principal, status, size, after
-        )
+        page = await info.context.services.store.list(principal, status, size, after)
         edges = [
             ApplicationEdge(cursor=encode_cursor(a), node=Application.of(a)) for a in page.items
         ]
         return ApplicationConnection(
             total_count=page.total,
             edges=edges,
-            page_info=_page_info(edges, page.has_next, after is not None),
+            page_info=PageInfo.of([e.cursor for e in edges], page.has_next, after is not None),
         )
 
     @strawberry.field(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import strawberry
 
@@ -146,6 +147,16 @@ class PageInfo:
     has_previous_page: bool
     start_cursor: str | None
     end_cursor: str | None
+
+    @classmethod
+    def of(cls, cursors: Sequence[str], more: bool, back: bool) -> PageInfo:
+        """For a page whose items have ``cursors``, in order."""
+        return cls(
+            has_next_page=more,
+            has_previous_page=back,
+            start_cursor=cursors[0] if cursors else None,
+            end_cursor=cursors[-1] if cursors else None,
+        )
 
 
 @strawberry.type

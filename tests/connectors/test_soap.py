@@ -492,11 +492,8 @@ def test_keypair_is_made_once_with_a_private_mode(tmp_path: Path) -> None:
 
 
 async def test_catalog_soap_agencies_serve_every_binding(tmp_path: Path) -> None:
-    if not any(CATALOG.glob("*.toml")):
-        pytest.skip("no catalog files yet")
     agencies = [a for a in load_catalog(CATALOG).agencies if a.backend.kind is BackendKind.SOAP]
-    if not agencies:
-        pytest.skip("the catalog has no SOAP agency")
+    assert [a.code for a in agencies] == ["LAND", "OSS", "PTR", "TAX"]
     for agency in agencies:
         await _serve_every_binding(agency, tmp_path)
 
