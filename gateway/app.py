@@ -145,6 +145,7 @@ def create_app(
                 worker.stop()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(task, settings.timeouts.total)
+            await services.store.aclose()  # submissions queued for a group commit
             await registry.aclose()
             await limiter.aclose()
             await events.aclose()

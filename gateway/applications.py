@@ -2,7 +2,9 @@
 
 ``submit`` writes the application, its first history event and its outbox
 row in one transaction, so the delivery worker can never miss one and a
-crash can never leave half of it. Reads are always scoped to the principal:
+crash can never leave half of it. Submissions arriving together share that
+transaction (``gateway/group_commit.py``); each returns only once it is
+committed. Reads are always scoped to the principal:
 someone else's application looks exactly like a missing one.
 """
 
@@ -16,16 +18,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, and_, false, func, or_, select
+from sqlalchemy import Select, and_, false, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from auth.audit.chain import append
+from auth.audit.chain import append_all
 from auth.audit.model import Access
 from auth.principal import Principal, PrincipalKind
 from gateway.catalog.model import Service
 from gateway.clock import aware, utcnow
 from gateway.db.tables import Application, ApplicationEvent, OutboxItem
+from gateway.group_commit import GroupCommit
 
 
 class Status(StrEnum):
@@ -71,9 +74,49 @@ def _decode_cursor(cursor: str) -> tuple[dt.datetime, str] | None:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A submission waiting for its group commit."""
+
+    application: Application  # transient: rows are written from its columns
+    access: Access | None
+
+
+async def _write(session: AsyncSession, batch: Sequence[_Pending]) -> None:
+    # Core inserts of plain rows, not ORM objects: a rolled-back attempt
+    # leaves nothing behind on the objects (no database-assigned ids) when
+    # the batch is retried item by item, and a batch of 64 costs a third
+    # of the CPU of the unit of work.
+    apps = [pending.application for pending in batch]
+    await session.execute(
+        insert(Application), [{c.key: getattr(a, c.key) for c in _COLUMNS} for a in apps]
+    )
+    await session.execute(
+        insert(ApplicationEvent),
+        [{"application_id": a.id, "at": a.submitted_at, "status": a.status} for a in apps],
+    )
+    await session.execute(
+        insert(OutboxItem),
+        [
+            {"application_id": a.id, "agency": a.agency, "state": "PENDING", "attempts": 0,
+             "next_attempt_at": a.submitted_at, "created_at": a.submitted_at}
+            for a in apps
+        ],
+    )  # fmt: skip
+    accesses = [pending.access for pending in batch if pending.access is not None]
+    await append_all(session, accesses, utcnow())
+
+
+_COLUMNS = tuple(Application.__table__.columns)
+
+
 class ApplicationStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+        self._group_commit = GroupCommit[_Pending](sessions, _write)
+
+    async def aclose(self) -> None:
+        await self._group_commit.aclose()
 
     async def submit(
         self,
@@ -98,17 +141,8 @@ class ApplicationStore:
             updated_at=now,
             history=[ApplicationEvent(at=now, status=Status.SUBMITTED)],
         )
-        outbox = OutboxItem(
-            application_id=app.id, agency=app.agency, state="PENDING",
-            attempts=0, next_attempt_at=now, created_at=now,
-        )  # fmt: skip
         try:
-            async with self.sessions.begin() as session:
-                session.add(app)
-                await session.flush()  # the outbox row references the application
-                session.add(outbox)
-                if access is not None:
-                    await append(session, access, now)
+            await self._group_commit(_Pending(app, access))
         except IntegrityError:
             if idempotency_key is None:
                 raise

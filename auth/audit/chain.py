@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Sequence
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -54,36 +55,50 @@ def digest(event: AccessEvent, prev_hash: str) -> str:
 
 async def append(session: AsyncSession, access: Access, at: dt.datetime) -> AccessEvent:
     """Add one event inside the caller's transaction; the caller commits."""
+    (event,) = await append_all(session, [access], at)
+    return event
+
+
+async def append_all(
+    session: AsyncSession, accesses: Sequence[Access], at: dt.datetime
+) -> list[AccessEvent]:
+    """Add several events, in order, taking the chain head once (group commit)."""
+    if not accesses:
+        return []
     locked = await session.execute(
         update(AccessChainHead)
         .where(AccessChainHead.id == HEAD_ID)
-        .values(length=AccessChainHead.length + 1)
+        .values(length=AccessChainHead.length + len(accesses))
         .returning(AccessChainHead.length, AccessChainHead.last_hash)
         .execution_options(synchronize_session=False)
     )
     row = locked.one_or_none()
     if row is None:
         raise RuntimeError("access_chain_head is missing: run `khaalga db upgrade`")
-    seq, prev_hash = int(row[0]), str(row[1])
-    event = AccessEvent(
-        seq=seq,
-        at=aware(at),
-        citizen=access.citizen,
-        actor_kind=access.actor_kind.value,
-        actor=access.actor,
-        agency=access.agency,
-        service_code=access.service_code,
-        fields=sorted(access.fields),
-        purpose=access.purpose.value,
-        request_id=access.request_id,
-        prev_hash=prev_hash,
-    )
-    event.hash = digest(event, prev_hash)
-    session.add(event)
+    seq, prev_hash = int(row[0]) - len(accesses), str(row[1])
+    events = []
+    for access in accesses:
+        seq += 1
+        event = AccessEvent(
+            seq=seq,
+            at=aware(at),
+            citizen=access.citizen,
+            actor_kind=access.actor_kind.value,
+            actor=access.actor,
+            agency=access.agency,
+            service_code=access.service_code,
+            fields=sorted(access.fields),
+            purpose=access.purpose.value,
+            request_id=access.request_id,
+            prev_hash=prev_hash,
+        )
+        event.hash = prev_hash = digest(event, prev_hash)
+        events.append(event)
+    session.add_all(events)
     await session.execute(
         update(AccessChainHead)
         .where(AccessChainHead.id == HEAD_ID)
-        .values(last_hash=event.hash)
+        .values(last_hash=prev_hash)
         .execution_options(synchronize_session=False)
     )
-    return event
+    return events
