@@ -127,12 +127,16 @@ def create_app(
         return PlainTextResponse("ok")
 
     async def readyz(_: Request) -> Response:
+        # Each agency's breaker is reported but does not make the gateway
+        # unready: with one agency down the twelve others are still served,
+        # and its citizens' submissions are still stored for later delivery.
+        agencies = {report.agency: report.breaker_state for report in await registry.health()}
         try:
             async with engine.connect() as connection:
                 await asyncio.wait_for(connection.execute(text("SELECT 1")), 2.0)
         except Exception:  # any failure to reach the database means not ready
-            return JSONResponse({"database": "down"}, status_code=503)
-        return JSONResponse({"database": "up"})
+            return JSONResponse({"database": "down", "agencies": agencies}, status_code=503)
+        return JSONResponse({"database": "up", "agencies": agencies})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -13,6 +14,8 @@ import httpx
 from auth.dev_issuer import load_or_create_key
 from auth.principal import PrincipalKind
 from auth.tokens import TokenValidator
+from connectors.base import Action, BackendRequest, BackendResponse, Connector
+from connectors.errors import BackendUnavailable
 from gateway.app import create_app
 from gateway.settings import ROOT, Settings
 
@@ -26,12 +29,27 @@ def run(*args: str, var: Path, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def probe(settings: Settings, path: str) -> httpx.Response:
-    app = create_app(settings)
+class Down(Connector):
+    async def send(self, request: BackendRequest) -> BackendResponse:
+        raise BackendUnavailable("LAND", "connection refused")
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def probe(settings: Settings, path: str, trip: str | None = None) -> httpx.Response:
+    overrides = {trip: Down()} if trip else None
+    app = create_app(settings, connector_overrides=overrides)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://k") as http,
     ):
+        if trip:
+            connector = app.state.services.registry.connector(trip)
+            request = BackendRequest(trip, "X-1", "x", Action.SUBMIT, {}, idempotency_key="k")
+            for _ in range(settings.breaker_threshold):
+                with contextlib.suppress(BackendUnavailable):
+                    await connector.send(request)
         return await http.get(path)
 
 
@@ -39,7 +57,18 @@ async def test_healthz_and_readyz_when_the_database_is_up(tmp_path: Path) -> Non
     settings = Settings(var_dir=tmp_path, worker=False)
     assert (await probe(settings, "/healthz")).status_code == 200
     ready = await probe(settings, "/readyz")
-    assert (ready.status_code, ready.json()) == (200, {"database": "up"})
+    assert ready.status_code == 200
+    assert ready.json()["database"] == "up"
+    assert set(ready.json()["agencies"].values()) == {"CLOSED"}
+    assert len(ready.json()["agencies"]) == 13
+
+
+async def test_readyz_reports_an_open_breaker_and_stays_ready(tmp_path: Path) -> None:
+    ready = await probe(Settings(var_dir=tmp_path, worker=False), "/readyz", trip="LAND")
+    assert ready.status_code == 200
+    agencies = ready.json()["agencies"]
+    assert agencies.pop("LAND") == "OPEN"
+    assert set(agencies.values()) == {"CLOSED"}
 
 
 async def test_readyz_is_503_while_the_database_is_unreachable(tmp_path: Path) -> None:
@@ -48,7 +77,7 @@ async def test_readyz_is_503_while_the_database_is_unreachable(tmp_path: Path) -
     )
     assert (await probe(settings, "/healthz")).status_code == 200
     ready = await probe(settings, "/readyz")
-    assert (ready.status_code, ready.json()) == (503, {"database": "down"})
+    assert (ready.status_code, ready.json()["database"]) == (503, "down")
 
 
 def test_catalog_check_names_file_service_and_problem(tmp_path: Path) -> None:
