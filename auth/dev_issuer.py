@@ -22,26 +22,34 @@ DEV_ISSUER = "urn:khaalga:dev-issuer"
 AUDIENCE = "khaalga"
 LIFETIME = 12 * 3600
 
+# Which world an app's token is for: ``sandbox`` (made-up agencies only) or
+# ``production``; absent means production.
+ENV_CLAIM = "khaalga_env"
+SANDBOX = "sandbox"
+PRODUCTION = "production"
+
 CITIZEN_SCOPES = ("applications:read", "applications:write", "catalog:read")
 OFFICER_SCOPES = ("agency:applications", "catalog:read")
 
 
-def load_or_create_key(directory: Path) -> RSAKey:
-    path = directory / "dev-issuer.pem"
+def load_or_create_key(directory: Path, name: str = "dev-issuer.pem", kid: str = "dev-1") -> RSAKey:
+    """The RSA key in ``directory/name``, made on first use (the development
+    issuer's, and in development the developer program's token signing key)."""
+    path = directory / name
     if path.exists():
-        return RSAKey.import_key(path.read_bytes(), {"kid": "dev-1"})
+        return RSAKey.import_key(path.read_bytes(), {"kid": kid})
     directory.mkdir(parents=True, exist_ok=True)
-    key = RSAKey.generate_key(2048, {"kid": "dev-1"})
+    key = RSAKey.generate_key(2048, {"kid": kid})
     # Several processes may start on one fresh var/ at once: write the key in
     # full under a private name, then link it into place, which either
     # creates the file whole or finds another process's key already there.
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".dev-issuer-")
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.stem}-")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(key.as_pem(private=True))
         os.link(temporary, path)
     except FileExistsError:
-        return RSAKey.import_key(path.read_bytes(), {"kid": "dev-1"})
+        return RSAKey.import_key(path.read_bytes(), {"kid": kid})
     finally:
         os.unlink(temporary)
     return key
@@ -63,6 +71,8 @@ def issue(key: RSAKey, principal: Principal, lifetime: int = LIFETIME) -> str:
     }
     if principal.agency:
         claims["agency"] = principal.agency
+    if principal.sandbox:
+        claims[ENV_CLAIM] = SANDBOX
     return jwt.encode({"alg": "RS256", "typ": "at+jwt", "kid": "dev-1"}, claims, key)
 
 

@@ -8,7 +8,12 @@ from joserfc.jwk import KeySet, RSAKey
 
 
 class KeyUnavailable(Exception):
-    """The issuer's keys could not be fetched; the message is safe to show."""
+    """The issuer's keys could not be fetched; the message is safe to show.
+    ``retry_after``: seconds until the keys will be asked for again."""
+
+    def __init__(self, message: str, retry_after: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class KeySource(Protocol):

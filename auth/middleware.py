@@ -2,26 +2,34 @@
 
 No token is the anonymous principal (the public catalog works); a present
 but invalid token is refused with 401, a Bearer challenge and an RFC 9457
-problem body, before any GraphQL runs.
+problem body, before any GraphQL runs. A token that cannot be checked now
+(its issuer's keys are out of reach) is a 503 with Retry-After: the token
+may be fine, and calling it invalid would make clients throw it away.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Collection
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth.principal import ANONYMOUS
 from auth.request_id import REQUEST_ID, choose
-from auth.tokens import InvalidToken, TokenValidator
+from auth.tokens import InvalidToken, IssuerUnavailable, TokenValidator
 from gateway.http.problem import problem
 
 
 class AuthenticationMiddleware:
-    def __init__(self, app: ASGIApp, validator: TokenValidator) -> None:
+    def __init__(self, app: ASGIApp, validator: TokenValidator, skip: Collection[str] = ()) -> None:
         self.app = app
         self.validator = validator
+        # Paths that authenticate on their own terms (the OAuth token
+        # endpoint's HTTP Basic client credentials) or need no principal.
+        self.skip = frozenset(skip)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        if scope["type"] not in ("http", "websocket") or scope["path"] in self.skip:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
@@ -52,6 +60,9 @@ class AuthenticationMiddleware:
             except InvalidToken as exc:
                 await _unauthorized(scope, receive, send, str(exc))
                 return
+            except IssuerUnavailable as exc:
+                await _unavailable(scope, receive, send, exc)
+                return
         await self.app(scope, receive, send)
 
 
@@ -62,4 +73,18 @@ async def _unauthorized(scope: Scope, receive: Receive, send: Send, detail: str)
         return
     challenge = f'Bearer error="invalid_token", error_description="{detail}"'
     response = problem(401, detail, {"WWW-Authenticate": challenge})
+    await response(scope, receive, send)
+
+
+async def _unavailable(scope: Scope, receive: Receive, send: Send, exc: IssuerUnavailable) -> None:
+    if scope["type"] == "websocket":
+        # 1013 "Try Again Later": the upgrade is refused, but not for a bad token.
+        await send({"type": "websocket.close", "code": 1013, "reason": "Try Again Later"})
+        return
+    retry = str(max(1, math.ceil(exc.retry_after)))
+    detail = (
+        f"The token cannot be checked now ({exc}); try again later / "
+        "Токеныг одоо шалгах боломжгүй байна, дараа дахин оролдоно уу"
+    )
+    response = problem(503, detail, {"Retry-After": retry})
     await response(scope, receive, send)

@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,16 +65,43 @@ def _lua_string(text: str) -> str:
 
 
 def wrk(target: Target, seconds: float, connections: int, cpu: int) -> ClosedLoop:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(_lua(target))
-    command = [
-        "taskset", "-c", str(cpu), "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
-        "-s", script.name, f"http://127.0.0.1:{target.port}{target.path}",
-    ]  # fmt: skip
+    return wrk_together([target], seconds, connections, cpu)
+
+
+def wrk_together(
+    targets: Sequence[Target], seconds: float, connections: int, cpu: int
+) -> ClosedLoop:
+    """One wrk per target (several servers), all at once, ``connections`` each; summed."""
+    scripts, processes = [], []
     try:
-        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        for target in targets:
+            with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+                script.write(_lua(target))
+            scripts.append(Path(script.name))
+            command = [
+                "taskset", "-c", str(cpu), "wrk", "-t1", f"-c{connections}",
+                f"-d{max(1, round(seconds))}s", "-s", script.name,
+                f"http://127.0.0.1:{target.port}{target.path}",
+            ]  # fmt: skip
+            processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True))
+        outputs = []
+        for process in processes:
+            out, _ = process.communicate()
+            if process.returncode:
+                raise subprocess.CalledProcessError(process.returncode, process.args, out)
+            outputs.append(out)
     finally:
-        Path(script.name).unlink()
+        for path in scripts:
+            path.unlink()
+    results = [_parse_wrk(output) for output in outputs]
+    return ClosedLoop(
+        rps=sum(r.rps for r in results),
+        requests=sum(r.requests for r in results),
+        errors=sum(r.errors for r in results),
+    )
+
+
+def _parse_wrk(output: str) -> ClosedLoop:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
     errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", output))
@@ -109,26 +137,33 @@ async def _exchange(
     return status
 
 
-async def _open_loop(target: Target, rate: float, seconds: float, pool: int) -> OpenLoop:
-    request = _request(target)
-    idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
-    for _ in range(pool):
-        idle.put_nowait(await asyncio.open_connection("127.0.0.1", target.port))
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def _open_loop(targets: Sequence[Target], rate: float, seconds: float, pool: int) -> OpenLoop:
+    """Requests go to ``targets`` in turn (a mix, or several servers)."""
+    requests = [_request(target) for target in targets]
+    idle: dict[int, asyncio.Queue[Connection]] = {}
+    for port in {target.port for target in targets}:
+        idle[port] = asyncio.Queue()
+        for _ in range(pool):
+            idle[port].put_nowait(await asyncio.open_connection("127.0.0.1", port))
     latencies: list[float] = []
     errors = 0
 
-    async def one(intended: float) -> None:
+    async def one(intended: float, index: int) -> None:
         nonlocal errors
-        connection = await idle.get()
+        port = targets[index].port
+        connection = await idle[port].get()
         try:
-            status = await _exchange(*connection, request)
+            status = await _exchange(*connection, requests[index])
             if status >= 300:
                 errors += 1
         except (OSError, asyncio.IncompleteReadError, RuntimeError):
             errors += 1
-            connection = await asyncio.open_connection("127.0.0.1", target.port)
+            connection = await asyncio.open_connection("127.0.0.1", port)
         finally:
-            idle.put_nowait(connection)
+            idle[port].put_nowait(connection)
         latencies.append(time.perf_counter() - intended)
 
     count = int(rate * seconds)
@@ -139,11 +174,12 @@ async def _open_loop(target: Target, rate: float, seconds: float, pool: int) -> 
         delay = intended - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(intended)))
+        tasks.append(asyncio.create_task(one(intended, index % len(targets))))
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - start
-    while not idle.empty():
-        idle.get_nowait()[1].close()
+    for queue in idle.values():
+        while not queue.empty():
+            queue.get_nowait()[1].close()
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
     return OpenLoop(
         rate=rate,
@@ -156,8 +192,11 @@ async def _open_loop(target: Target, rate: float, seconds: float, pool: int) -> 
     )
 
 
-def open_loop(target: Target, rate: float, seconds: float, pool: int = 64) -> OpenLoop:
-    return asyncio.run(_open_loop(target, rate, seconds, pool))
+def open_loop(
+    target: Target | Sequence[Target], rate: float, seconds: float, pool: int = 64
+) -> OpenLoop:
+    targets = [target] if isinstance(target, Target) else list(target)
+    return asyncio.run(_open_loop(targets, rate, seconds, pool))
 
 
 def graphql_body(query: str, variables: dict[str, object] | None = None) -> bytes:

@@ -16,12 +16,21 @@ class Usage:
     cpu_seconds: float = 0.0
     wall_seconds: float = 0.0
     peak_rss_mb: float = 0.0
-    samples: list[float] = field(default_factory=list)
+    samples: list[float] = field(default_factory=list)  # RSS MB, every ``interval``
+    times: list[float] = field(default_factory=list)  # seconds since the start, per sample
 
     @property
     def cpu_percent(self) -> float:
         """Of one core: 100 means the server's one core was busy all the time."""
         return 100 * self.cpu_seconds / self.wall_seconds if self.wall_seconds else 0.0
+
+    def add(self, other: Usage) -> Usage:
+        """Two processes measured over the same time (a multi-process run)."""
+        return Usage(
+            cpu_seconds=self.cpu_seconds + other.cpu_seconds,
+            wall_seconds=max(self.wall_seconds, other.wall_seconds),
+            peak_rss_mb=self.peak_rss_mb + other.peak_rss_mb,
+        )
 
 
 @contextmanager
@@ -29,15 +38,16 @@ def server_usage(pid: int, interval: float = 0.05) -> Iterator[Usage]:
     process = psutil.Process(pid)
     usage = Usage()
     stop = threading.Event()
+    started = time.perf_counter()
 
     def sample() -> None:
         while not stop.is_set():
             usage.samples.append(process.memory_info().rss / 2**20)
+            usage.times.append(time.perf_counter() - started)
             stop.wait(interval)
 
     sampler = threading.Thread(target=sample, daemon=True)
     before = process.cpu_times()
-    started = time.perf_counter()
     sampler.start()
     try:
         yield usage

@@ -1,30 +1,35 @@
-"""Where the catalog query's time goes: pyinstrument around the app called
-directly over ASGI (no sockets, no HTTP parser), so the profile is the
-gateway's own work: middleware, strawberry, graphql-core, serialisation."""
+"""Where the hot paths' time goes: pyinstrument around the app called directly
+over ASGI (no sockets, no HTTP parser), so the profile is the gateway's own
+work: middleware, strawberry, graphql-core, serialisation, and for a LOOKUP
+the connector, the data-access log and the awaits on the back end.
+
+Two paths: the catalog query with the response cache off (the GraphQL
+pipeline itself; with the cache on there is almost nothing left to see) and
+the LOOKUP of one REST service, against the run's simulators."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
 from pyinstrument import Profiler
 
-from bench.scenarios import CATALOG
+from bench.scenarios import CATALOG_ROW, LOOKUP_ROW, Scenario
 
-REQUESTS = 2000
+LINES = 80  # of each profile's text tree
 
 
-async def _call(app: Any, body: bytes) -> None:
+async def _call(app: Any, body: bytes, headers: dict[str, str] | None = None) -> None:
+    extra = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
         "scheme": "http", "path": "/graphql", "raw_path": b"/graphql", "query_string": b"",
         "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8000),
         "headers": [(b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode())],
+                    (b"content-length", str(len(body)).encode()), *extra],
     }  # fmt: skip
     sent = False
 
@@ -41,31 +46,45 @@ async def _call(app: Any, body: bytes) -> None:
     await app(scope, receive, send)
 
 
-async def _profile() -> list[str]:
-    from gateway.app import create_app
-    from gateway.db.migrate import upgrade_async
-    from gateway.settings import Settings
-
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(var_dir=Path(tmp), worker=False, log_format="text")
-        if "rate_limits" in {f.name for f in dataclasses.fields(settings)}:
-            # 2,000 anonymous requests from one address would be refused.
-            settings = dataclasses.replace(settings, rate_limits="")
-        await upgrade_async(settings.database_url)
-        app = create_app(settings)
-        body = orjson.dumps({"query": CATALOG})
-        async with app.router.lifespan_context(app):
-            for _ in range(200):  # warm-up
-                await _call(app, body)
-            profiler = Profiler(interval=0.0005, async_mode="enabled")
-            profiler.start()
-            for _ in range(REQUESTS):
-                await _call(app, body)
-            profiler.stop()
-    # Text only: pyinstrument's HTML for 2,000 requests is tens of megabytes.
+async def _profile(app: Any, scenario: Scenario, requests: int) -> list[str]:
+    for _ in range(min(200, requests)):  # warm-up
+        await _call(app, scenario.body, scenario.headers)
+    # Awaits are not followed: time spent waiting on a back end shows as the
+    # event loop's select, so the tree is the CPU of the request path.
+    profiler = Profiler(interval=0.0005, async_mode="disabled")
+    profiler.start()
+    for _ in range(requests):
+        await _call(app, scenario.body, scenario.headers)
+    profiler.stop()
+    # Text only: pyinstrument's HTML for thousands of requests is tens of megabytes.
     text = profiler.output_text(unicode=False, color=False, show_all=False)
-    return text.splitlines()[:80]
+    head = f"--- {scenario.name}: {requests} requests, response cache off ---"
+    return [head, *text.splitlines()[:LINES], ""]
 
 
-def profile_catalog() -> list[str]:
-    return asyncio.run(_profile())
+async def _hot_paths(var_dir: Path, sim_base_port: int, plan: Sequence[Scenario]) -> list[str]:
+    from gateway.app import create_app
+    from gateway.catalog.loader import load_catalog
+    from gateway.settings import Settings
+    from legacy.topology import default_ports, embedded_endpoints
+
+    # The run's own database and development key (the servers are stopped by now).
+    settings = Settings(
+        var_dir=var_dir, worker=False, log_format="text", rate_limits="", response_cache_bytes=0
+    )
+    catalog = load_catalog(settings.catalog_dir)
+    ports = default_ports(catalog, sim_base_port)
+    backends = embedded_endpoints(catalog, var_dir / "legacy", ports)
+    settings = dataclasses.replace(settings, backends=backends)
+    app = create_app(settings)
+    by_name = {s.name: s for s in plan}
+    lines: list[str] = []
+    async with app.router.lifespan_context(app):
+        for name, requests in ((CATALOG_ROW, 2000), (LOOKUP_ROW, 300)):
+            if name in by_name:
+                lines += await _profile(app, by_name[name], requests)
+    return lines
+
+
+def profile_hot_paths(var_dir: Path, sim_base_port: int, plan: Sequence[Scenario]) -> list[str]:
+    return asyncio.run(_hot_paths(var_dir, sim_base_port, plan))

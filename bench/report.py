@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.loadgen import ClosedLoop, OpenLoop
@@ -20,6 +21,38 @@ class Result:
     opened: OpenLoop
     closed_usage: Usage
     open_usage: Usage
+    # Open loop at the half-peak rate of the gateway row named by the key.
+    paired: dict[str, OpenLoop] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Soak:
+    scenarios: list[str]  # sent in turn
+    rate: float
+    opened: OpenLoop
+    usage: Usage  # RSS sampled every few seconds
+
+    def slope_mb_per_min(self, skip: float = 60.0) -> float:
+        """Least-squares slope of RSS over time, after the first ``skip`` seconds
+        (caches and pools fill up then)."""
+        points = [
+            (t, m) for t, m in zip(self.usage.times, self.usage.samples, strict=True) if t >= skip
+        ] or list(zip(self.usage.times, self.usage.samples, strict=True))
+        if len(points) < 2:
+            return 0.0
+        mean_t = sum(t for t, _ in points) / len(points)
+        mean_m = sum(m for _, m in points) / len(points)
+        var = sum((t - mean_t) ** 2 for t, _ in points)
+        cov = sum((t - mean_t) * (m - mean_m) for t, m in points)
+        return 60 * cov / var if var else 0.0
+
+
+# Issue 6's targets.
+CATALOG_SHARE = 0.70
+OVERHEAD_P50_MS, OVERHEAD_P99_MS = 1.0, 5.0
+FAN_OUT_MARGIN_MS = 2.0
+SUBMISSIONS_PER_S = 1000.0
+FLAT_MB_PER_10_MIN = 5.0
 
 
 def _ratio(value: float, base: float | None) -> str:
@@ -78,8 +111,140 @@ def _plot(results: list[Result], out: Path) -> str | None:
     return path.name
 
 
+def _status(ok: bool | None) -> str:
+    return "not measured" if ok is None else ("**met**" if ok else "**not met**")
+
+
+def _targets(results: list[Result], soak: Soak | None) -> list[str]:
+    from bench.scenarios import (
+        CATALOG_ROW,
+        FAN_OUT_KINDS,
+        FAN_OUT_ROW,
+        LOOKUP_ROW,
+        SUBMIT_PG_ROW,
+        SUBMIT_ROW,
+    )
+
+    by_name = {r.name: r for r in results}
+    baseline = by_name.get("baseline: Starlette JSON")
+    rows = [
+        "| target (issue 6) | measured | required | status |",
+        "|---|---|---|---|",
+    ]
+    catalog = by_name.get(CATALOG_ROW)
+    if catalog and baseline:
+        share = catalog.closed.rps / baseline.closed.rps
+        rows.append(
+            f"| public catalog vs raw Starlette, same core | {share:.0%} "
+            f"({catalog.closed.rps:,.0f} / {baseline.closed.rps:,.0f} req/s) "
+            f"| ≥ {CATALOG_SHARE:.0%} | {_status(share >= CATALOG_SHARE)} |"
+        )
+    else:
+        rows.append(f"| public catalog vs raw Starlette | — | ≥ {CATALOG_SHARE:.0%} | "
+                    f"{_status(None)} |")  # fmt: skip
+    lookup = by_name.get(LOOKUP_ROW)
+    direct = by_name.get("direct: REST connector")
+    pair = direct.paired.get(LOOKUP_ROW) if direct else None
+    if lookup and pair:
+        p50 = lookup.opened.p50_ms - pair.p50_ms
+        p99 = lookup.opened.p99_ms - pair.p99_ms
+        rows.append(
+            f"| gateway overhead over the direct REST back end, LOOKUP at "
+            f"{lookup.opened.rate:,.0f} req/s (½ gateway peak), both | p50 {p50:+.1f} ms, "
+            f"p99 {p99:+.1f} ms ({lookup.opened.p50_ms:.1f}/{lookup.opened.p99_ms:.1f} vs "
+            f"{pair.p50_ms:.1f}/{pair.p99_ms:.1f}) | p50 ≤ {OVERHEAD_P50_MS:g} ms, "
+            f"p99 ≤ {OVERHEAD_P99_MS:g} ms "
+            f"| {_status(p50 <= OVERHEAD_P50_MS and p99 <= OVERHEAD_P99_MS)} |"
+        )
+    else:
+        rows.append(f"| gateway overhead over direct (LOOKUP) | — | p50 ≤ {OVERHEAD_P50_MS:g} "
+                    f"ms, p99 ≤ {OVERHEAD_P99_MS:g} ms | {_status(None)} |")  # fmt: skip
+    fan = by_name.get(FAN_OUT_ROW)
+    legs = [by_name.get(f"direct: {kind} connector") for kind in FAN_OUT_KINDS]
+    paired = [leg.paired.get(FAN_OUT_ROW) for leg in legs if leg is not None]
+    if fan and len(paired) == len(FAN_OUT_KINDS) and all(paired):
+        slowest = max(p.p50_ms for p in paired if p is not None)
+        slowest99 = max(p.p99_ms for p in paired if p is not None)
+        rows.append(
+            f"| fan-out to 3 agencies vs the slowest back end alone, at {fan.opened.rate:,.0f} "
+            f"req/s | p50 {fan.opened.p50_ms:.1f} ms vs {slowest:.1f} ms "
+            f"({fan.opened.p50_ms - slowest:+.1f}); p99 {fan.opened.p99_ms:.1f} vs "
+            f"{slowest99:.1f} ms | p50 ≤ slowest + {FAN_OUT_MARGIN_MS:g} ms "
+            f"| {_status(fan.opened.p50_ms <= slowest + FAN_OUT_MARGIN_MS)} |"
+        )
+    else:
+        rows.append(f"| fan-out vs slowest back end | — | ≤ slowest + {FAN_OUT_MARGIN_MS:g} ms "
+                    f"| {_status(None)} |")  # fmt: skip
+    for name, target in ((SUBMIT_PG_ROW, SUBMISSIONS_PER_S), (SUBMIT_ROW, None)):
+        row = by_name.get(name)
+        required = f"≥ {target:,.0f}/s, no error" if target else "reported"
+        if row is None:
+            rows.append(f"| durable submissions, {name} | — | {required} | {_status(None)} |")
+            continue
+        errors = row.closed.errors + row.opened.errors
+        ok = row.closed.rps >= target and errors == 0 if target else None
+        rows.append(
+            f"| durable submissions (application + outbox row committed), {name} "
+            f"| {row.closed.rps:,.0f}/s, {errors} errors | {required} "
+            f"| {_status(ok) if target else 'reported'} |"
+        )
+    if soak is not None:
+        slope = soak.slope_mb_per_min()
+        rows.append(
+            f"| memory over a {soak.usage.wall_seconds:.0f} s soak at ½ peak "
+            f"| {slope * 10:+.1f} MB per 10 min (fit after the first minute) "
+            f"| flat: within ±{FLAT_MB_PER_10_MIN:g} MB per 10 min "
+            f"| {_status(abs(slope * 10) <= FLAT_MB_PER_10_MIN)} |"
+        )
+    else:
+        rows.append(f"| memory flat over a soak | — | ±{FLAT_MB_PER_10_MIN:g} MB per 10 min "
+                    f"| {_status(None)} |")  # fmt: skip
+    for what in ("catalog", "APPLICATION submit"):
+        one = by_name.get(f"scale-out: {what}, 1 process")
+        two = by_name.get(f"scale-out: {what}, 2 processes")
+        if one and two:
+            rows.append(
+                f"| scale-out, {what}: 2 processes vs 1 (PostgreSQL + Redis) "
+                f"| {two.closed.rps:,.0f} vs {one.closed.rps:,.0f} req/s "
+                f"({two.closed.rps / one.closed.rps:.2f}×) | tested | reported |"
+            )
+    return rows
+
+
+def _soak_section(soak: Soak) -> list[str]:
+    samples = soak.usage.samples
+    if not samples:
+        return []
+    return [
+        f"## Soak: {soak.usage.wall_seconds:.0f} s of the gateway mix at {soak.rate:,.0f} req/s",
+        "",
+        "Every gateway scenario in turn (" + ", ".join(soak.scenarios) + "), open loop at "
+        "half the mix's closed-loop peak; RSS of the server sampled every "
+        f"{soak.usage.wall_seconds / max(1, len(samples) - 1):.0f} s.",
+        "",
+        "| RSS start MB | at 1 min | end | max | slope after 1 min | sent/s | p50 / p99 ms | "
+        "errors |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {samples[0]:.1f} | {_at(soak, 60):.1f} | {samples[-1]:.1f} | {max(samples):.1f} "
+        f"| {soak.slope_mb_per_min():+.2f} MB/min | {soak.opened.achieved:,.0f} "
+        f"| {soak.opened.p50_ms:.1f} / {soak.opened.p99_ms:.1f} | {soak.opened.errors} |",
+        "",
+    ]
+
+
+def _at(soak: Soak, second: float) -> float:
+    pairs = zip(soak.usage.times, soak.usage.samples, strict=True)
+    return next((m for t, m in pairs if t >= second), soak.usage.samples[-1])
+
+
 def write_report(
-    results: list[Result], out: Path, seconds: float, profile: list[str] | None
+    results: list[Result],
+    out: Path,
+    seconds: float,
+    profile: list[str] | None,
+    *,
+    soak: Soak | None = None,
+    notes: Sequence[str] = (),
 ) -> Path:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = os.getloadavg()
@@ -100,11 +265,16 @@ def write_report(
         *_table(results),
         "",
     ]
+    lines += ["## Targets", "", *_targets(results, soak), ""]
     plot = _plot(results, out)
     if plot:
         lines += [f"![throughput and latency]({plot})", ""]
+    if soak is not None:
+        lines += _soak_section(soak)
+    if notes:
+        lines += ["## Notes", "", *(f"- {note}" for note in notes), ""]
     if profile:
-        lines += ["## Profile: the catalog query, in process (pyinstrument)", "", "```",
+        lines += ["## Profile of the hot paths, in process (pyinstrument)", "", "```",
                   *profile, "```", ""]  # fmt: skip
     path = out / "report.md"
     path.write_text("\n".join(lines))

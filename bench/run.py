@@ -1,30 +1,35 @@
 """``make bench``: start everything pinned, measure every scenario, write the report.
 
 Cores (this is a 2-core machine): the server under test alone on core 0;
-this driver, wrk, the open-loop generator and the agency simulators on core 1.
+this driver, wrk, the open-loop generator and the agency simulators on core 1
+(the multi-process rows put their second server on core 1 too, see below).
 
     python -m bench.run [--seconds 10] [--only gateway] [--out bench/results]
+                        [--soak 600] [--postgres URL] [--redis URL] [--no-profile]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import dataclasses
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import httpx
 
 from bench import scenarios
-from bench.loadgen import Target, open_loop, wrk
-from bench.measure import server_usage
-from bench.report import Result, write_report
+from bench.loadgen import Target, open_loop, wrk_together
+from bench.measure import Usage, server_usage
+from bench.report import Result, Soak, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_CPU, LOAD_CPU = 0, 1
@@ -32,6 +37,22 @@ SERVER_CPU, LOAD_CPU = 0, 1
 PORT = int(os.environ.get("BENCH_PORT", "18000"))
 SIM_BASE_PORT = int(os.environ.get("BENCH_SIM_BASE_PORT", "18101"))
 CITIZEN, SEEDED = "ТА85122304", "ЧБ02230518"
+POSTGRES = "postgresql+asyncpg://127.0.0.1:5432/test"  # where the run's own database is made
+REDIS = "redis://127.0.0.1:6379/0"
+# Budgets no run reaches: the multi-process rows count every request in Redis
+# as a deployment does, without ever refusing one.
+UNREACHED_LIMITS = "anonymous=1000000000/minute,citizen=1000000000/minute"
+SOAK_SAMPLE_SECONDS = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Server:
+    """One server configuration; its scenarios are named ``<prefix><scenario><suffix>``."""
+
+    name: str
+    kind: str  # bench.serve KIND
+    env: Mapping[str, str]
+    processes: int = 1
 
 
 def _env(var_dir: Path) -> dict[str, str]:
@@ -40,6 +61,7 @@ def _env(var_dir: Path) -> dict[str, str]:
         "KHAALGA_VAR_DIR": str(var_dir),
         "KHAALGA_WORKER": "0",  # delivery would compete for the server's core
         "KHAALGA_RATE_LIMITS": "",  # no kind listed: nothing is limited
+        "KHAALGA_LOG_FORMAT": "json",
         "BENCH_SIM_BASE_PORT": str(SIM_BASE_PORT),
     }
 
@@ -57,10 +79,12 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 60)
 
 @contextlib.contextmanager
 def _process(
-    command: list[str], env: dict[str, str], log: Path
+    command: list[str], env: Mapping[str, str], log: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        process = subprocess.Popen(
+            command, env=dict(env), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+        )
         try:
             yield process
         finally:
@@ -69,6 +93,25 @@ def _process(
                 process.wait(10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+@contextlib.contextmanager
+def _servers(
+    server: Server, env: Mapping[str, str], var_dir: Path
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``server.processes`` processes on ports PORT, PORT + 1...: the first on
+    the server core, a second on the load core (there are only two)."""
+    with contextlib.ExitStack() as stack:
+        processes = []
+        for index in range(server.processes):
+            cpu = SERVER_CPU if index == 0 else LOAD_CPU
+            command = ["taskset", "-c", str(cpu), sys.executable, "-m", "bench.serve",
+                       server.kind, str(PORT + index)]  # fmt: skip
+            log = var_dir / f"{server.name}-{index}.log"
+            processes.append(stack.enter_context(_process(command, {**env, **server.env}, log)))
+        for index, process in enumerate(processes):
+            _wait_port(PORT + index, process)
+        yield processes
 
 
 def _simulators(env: dict[str, str], var_dir: Path) -> subprocess.Popen[str]:
@@ -92,17 +135,123 @@ def _token(env: dict[str, str], citizen: str) -> str:
     return out.strip().splitlines()[-1]
 
 
-def _measure(scenario: scenarios.Scenario, pid: int, seconds: float, connections: int) -> Result:
-    target = Target(PORT, scenario.path, scenario.body, scenario.headers)
-    wrk(
-        target, min(seconds, 2), connections, LOAD_CPU
-    )  # warm-up: caches, pools, JIT-free but lazy imports
-    with server_usage(pid) as closed_usage:
-        closed = wrk(target, seconds, connections, LOAD_CPU)
+def _targets(scenario: scenarios.Scenario, processes: int) -> list[Target]:
+    return [
+        Target(PORT + i, scenario.path, scenario.body, scenario.headers) for i in range(processes)
+    ]
+
+
+@contextlib.contextmanager
+def _usage(pids: Sequence[int]) -> Iterator[list[Usage]]:
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(server_usage(pid)) for pid in pids]
+
+
+def _total(usages: Sequence[Usage]) -> Usage:
+    total = usages[0]
+    for usage in usages[1:]:
+        total = total.add(usage)
+    return total
+
+
+def _measure(
+    scenario: scenarios.Scenario,
+    pids: Sequence[int],
+    seconds: float,
+    connections: int,
+    pair_rates: Mapping[str, float],
+) -> Result:
+    targets = _targets(scenario, len(pids))
+    # Warm-up: caches, pools, lazy imports.
+    wrk_together(targets, min(seconds, 2), connections, LOAD_CPU)
+    with _usage(pids) as closed_usage:
+        closed = wrk_together(targets, seconds, connections, LOAD_CPU)
     rate = max(1.0, closed.rps / 2)
-    with server_usage(pid) as open_usage:
-        opened = open_loop(target, rate, seconds)
-    return Result(scenario.name, scenario.baseline, closed, opened, closed_usage, open_usage)
+    with _usage(pids) as open_usage:
+        opened = open_loop(targets, rate, seconds)
+    # The same back end at the rate its gateway counterpart was measured at,
+    # so that the overhead targets compare latencies under the same load.
+    paired = {
+        name: open_loop(targets, pair_rate, seconds)
+        for name, pair_rate in pair_rates.items()
+        if name in scenario.pairs
+    }
+    return Result(
+        scenario.name, scenario.baseline, closed, opened,
+        _total(closed_usage), _total(open_usage), paired,
+    )  # fmt: skip
+
+
+def _fresh_postgres(admin_url: str) -> tuple[str, str] | None:
+    """A new database for this run on ``admin_url``'s server: (its URL, its name),
+    or None when PostgreSQL cannot be reached (the report then says so)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    name = f"khaalga_bench_{uuid.uuid4().hex[:8]}"
+
+    async def create() -> None:
+        engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as connection:
+                await connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(create())
+    except Exception as exc:  # any failure to reach it: the PostgreSQL rows are skipped
+        print(f"PostgreSQL not measured: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return None
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    return url, name
+
+
+def _drop_postgres(admin_url: str, name: str) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def drop() -> None:
+        engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as connection:
+                await connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await engine.dispose()
+
+    with contextlib.suppress(Exception):  # a leftover database is harmless
+        asyncio.run(drop())
+
+
+def _committed(url: str) -> tuple[int, int]:
+    """Applications and outbox rows in the run's PostgreSQL database."""
+    from sqlalchemy import func, select
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from gateway.db.tables import Application, OutboxItem
+
+    async def count() -> tuple[int, int]:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as connection:
+                apps = await connection.scalar(select(func.count()).select_from(Application))
+                outbox = await connection.scalar(select(func.count()).select_from(OutboxItem))
+                return int(apps or 0), int(outbox or 0)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(count())
+
+
+def _redis_reachable(url: str) -> bool:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1)
+        client.ping()
+        client.close()
+    except redis.RedisError:
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -112,52 +261,156 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--only", help="substring of the scenario names to run")
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument(
+        "--soak", type=float, default=600.0,
+        help="seconds of the memory soak at half the peak of the gateway mix (0: none)",
+    )  # fmt: skip
+    parser.add_argument("--postgres", default=POSTGRES, help="server for the run's own database")
+    parser.add_argument("--redis", default=REDIS, help="Redis for the multi-process rows")
     args = parser.parse_args(argv)
     os.sched_setaffinity(0, {LOAD_CPU})
     args.out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="khaalga-bench-") as tmp:
-        var_dir = Path(tmp)
-        env = _env(var_dir)
-        khaalga = str(Path(sys.executable).parent / "khaalga")
-        subprocess.run([khaalga, "db", "upgrade"], env=env, check=True, capture_output=True)
-        token, seeded = _token(env, CITIZEN), _token(env, SEEDED)
-        simulators = _simulators(env, var_dir)
-        try:
-            results = _run_all(args, env, var_dir, token, seeded)
-        finally:
-            simulators.terminate()
-            simulators.wait(10)
-    profile = None
-    if not args.no_profile:
-        from bench.profile import profile_catalog
+    started = time.monotonic()
+    notes: list[str] = []
+    soak: Soak | None = None
+    profile: list[str] | None = None
+    wants_postgres = not args.only or any(args.only in name for name in scenarios.POSTGRES_ROWS)
+    postgres = _fresh_postgres(args.postgres) if wants_postgres else None
+    if wants_postgres and postgres is None:
+        notes.append(f"PostgreSQL at {args.postgres} could not be reached: its rows are missing.")
+    try:
+        with tempfile.TemporaryDirectory(prefix="khaalga-bench-") as tmp:
+            var_dir = Path(tmp)
+            env = _env(var_dir)
+            khaalga = str(Path(sys.executable).parent / "khaalga")
+            subprocess.run([khaalga, "db", "upgrade"], env=env, check=True, capture_output=True)
+            if postgres is not None:
+                pg_env = {**env, "KHAALGA_DATABASE_URL": postgres[0]}
+                subprocess.run([khaalga, "db", "upgrade"], env=pg_env, check=True,
+                               capture_output=True)  # fmt: skip
+            token, seeded = _token(env, CITIZEN), _token(env, SEEDED)
+            simulators = _simulators(env, var_dir)
+            try:
+                servers = _servers_to_run(args, postgres, notes)
+                results, plan = _run_all(args, servers, env, var_dir, token, seeded)
+                if postgres is not None and any("PostgreSQL" in r.name for r in results):
+                    apps, outbox = _committed(postgres[0])
+                    answered = sum(
+                        r.closed.requests + r.opened.sent - r.closed.errors - r.opened.errors
+                        for r in results
+                        if "submit" in r.name and r.name in scenarios.POSTGRES_ROWS
+                    )
+                    notes.append(
+                        f"PostgreSQL database after the run: {apps:,} applications and "
+                        f"{outbox:,} outbox rows, for {answered:,} measured submissions "
+                        "answered 200 (plus warm-ups and checks): one of each per submission."
+                    )
+                if args.soak > 0 and (not args.only or args.only in "soak"):
+                    soak = _soak(args, env, var_dir, plan, results)
+                if not args.no_profile:
+                    from bench.profile import profile_hot_paths
 
-        profile = profile_catalog()
-    print(write_report(results, args.out, args.seconds, profile))
+                    profile = profile_hot_paths(var_dir, SIM_BASE_PORT, plan)
+            finally:
+                simulators.terminate()
+                simulators.wait(10)
+    finally:
+        if postgres is not None:
+            _drop_postgres(args.postgres, postgres[1])
+    minutes = (time.monotonic() - started) / 60
+    notes.append(f"The whole run took {minutes:.0f} min.")
+    print(write_report(results, args.out, args.seconds, profile, soak=soak, notes=notes))
+
+
+def _servers_to_run(
+    args: argparse.Namespace, postgres: tuple[str, str] | None, notes: list[str]
+) -> list[Server]:
+    no_cache = {"KHAALGA_RESPONSE_CACHE_BYTES": "0"}
+    servers = [
+        Server("gateway", "gateway", {}),
+        # The ways there, one at a time: the same gateway without the response
+        # cache, then also without uvloop and httptools.
+        Server("gateway-no-cache", "gateway", no_cache),
+        Server("gateway-asyncio", "gateway", {**no_cache, "BENCH_SERVER_IO": "asyncio"}),
+    ]
+    if postgres is not None:
+        pg = {"KHAALGA_DATABASE_URL": postgres[0]}
+        servers.append(Server("gateway-pg", "gateway", pg))
+        if _redis_reachable(args.redis):
+            shared = {
+                **pg,
+                "KHAALGA_REDIS_URL": args.redis,
+                "KHAALGA_REDIS_PREFIX": f"khaalga-bench-{uuid.uuid4().hex[:8]}",
+                "KHAALGA_RATE_LIMITS": UNREACHED_LIMITS,
+            }
+            servers.append(Server("scale-1", "gateway", shared, processes=1))
+            servers.append(Server("scale-2", "gateway", shared, processes=2))
+        else:
+            notes.append(f"Redis at {args.redis} could not be reached: no multi-process rows.")
+    servers += [Server("baseline", "baseline", {}), Server("direct", "direct", {})]
+    return servers
 
 
 def _run_all(
-    args: argparse.Namespace, env: dict[str, str], var_dir: Path, token: str, seeded: str
-) -> list[Result]:
+    args: argparse.Namespace,
+    servers: Sequence[Server],
+    env: dict[str, str],
+    var_dir: Path,
+    token: str,
+    seeded: str,
+) -> tuple[list[Result], list[scenarios.Scenario]]:
     results: list[Result] = []
     plan: list[scenarios.Scenario] = []
-    for server in ("gateway", "baseline", "direct"):
-        command = ["taskset", "-c", str(SERVER_CPU), sys.executable, "-m", "bench.serve",
-                   server, str(PORT)]  # fmt: skip
-        with _process(command, env, var_dir / f"{server}.log") as process:
-            _wait_port(PORT, process)
-            with httpx.Client(base_url=f"http://127.0.0.1:{PORT}", timeout=30) as http:
-                if server == "gateway":
-                    scenarios.seed(http, seeded, SEEDED)
-                    plan = scenarios.build(http, token, CITIZEN, seeded)
-                for scenario in plan:
-                    if scenario.server != server:
-                        continue
-                    if args.only and args.only not in scenario.name:
-                        continue
-                    scenarios.check(http, scenario)
-                    print(f"measuring {scenario.name}", file=sys.stderr, flush=True)
-                    results.append(_measure(scenario, process.pid, args.seconds, args.connections))
-    return results
+    for server in servers:
+        wanted = [
+            s for s in plan
+            if s.server == server.name and (not args.only or args.only in s.name)
+        ]  # fmt: skip
+        if server.name != "gateway" and not wanted:
+            continue  # the first gateway run builds the plan; others start only when needed
+        with (
+            _servers(server, env, var_dir) as processes,
+            httpx.Client(base_url=f"http://127.0.0.1:{PORT}", timeout=30) as http,
+        ):
+            if server.name == "gateway":
+                scenarios.seed(http, seeded, SEEDED)
+                plan = scenarios.build(http, token, CITIZEN, seeded)
+            rates = {r.name: max(1.0, r.closed.rps / 2) for r in results}
+            for scenario in plan:
+                if scenario.server != server.name:
+                    continue
+                if args.only and args.only not in scenario.name:
+                    continue
+                scenarios.check(http, scenario)
+                print(f"measuring {scenario.name}", file=sys.stderr, flush=True)
+                pids = [p.pid for p in processes]
+                results.append(_measure(scenario, pids, args.seconds, args.connections, rates))
+    return results, plan
+
+
+def _soak(
+    args: argparse.Namespace,
+    env: dict[str, str],
+    var_dir: Path,
+    plan: Sequence[scenarios.Scenario],
+    results: Sequence[Result],
+) -> Soak | None:
+    """The gateway mix (every gateway scenario in turn) at half its peak for
+    ``--soak`` seconds, RSS sampled every few seconds."""
+    by_name = {r.name: r for r in results}
+    mix = [s for s in plan if s.server == "gateway" and s.name in by_name]
+    if not mix:
+        return None
+    # Half the mix's closed-loop throughput: each request takes 1/rps of a second.
+    rate = 0.5 / (sum(1 / max(1.0, by_name[s.name].closed.rps) for s in mix) / len(mix))
+    server = Server("soak", "gateway", {})
+    print(f"soak: {args.soak:.0f} s at {rate:.0f} req/s", file=sys.stderr, flush=True)
+    with _servers(server, env, var_dir) as processes:
+        targets = [t for s in mix for t in _targets(s, 1)]
+        wrk_together(targets[:1], 2, args.connections, LOAD_CPU)
+        with server_usage(processes[0].pid, interval=SOAK_SAMPLE_SECONDS) as usage:
+            opened = open_loop(targets, rate, args.soak)
+    return Soak([s.name for s in mix], rate, opened, usage)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,25 @@ class Scenario:
     body: bytes
     headers: dict[str, str]
     baseline: str  # the scenario this one's ratios are taken against
+    # Gateway scenarios whose half-peak rate this one is also measured at
+    # (a direct back end under the same load as the gateway rows calling it).
+    pairs: tuple[str, ...] = ()
+
+
+CATALOG_ROW = "gateway: catalog"
+LOOKUP_ROW = "gateway: LOOKUP (REST)"
+FAN_OUT_ROW = "gateway: fan-out REST+SOAP+SQL"
+SUBMIT_ROW = "gateway: APPLICATION submit"
+SUBMIT_PG_ROW = "gateway: APPLICATION submit [PostgreSQL]"
+FAN_OUT_KINDS = ("REST", "SOAP", "SQL")
+# Rows that need the run's PostgreSQL database (and, for scale-out, Redis).
+POSTGRES_ROWS = (
+    SUBMIT_PG_ROW,
+    "scale-out: catalog, 1 process",
+    "scale-out: catalog, 2 processes",
+    "scale-out: APPLICATION submit, 1 process",
+    "scale-out: APPLICATION submit, 2 processes",
+)
 
 
 def lookup_code(catalog: dict[str, list[dict[str, Any]]], agency: str) -> str:
@@ -59,7 +79,7 @@ def build(http: httpx.Client, token: str, citizen: str, seeded_token: str) -> li
     codes = {kind: lookup_code(catalog, agency) for kind, agency in KINDS.items()}
     forms = {kind: fetch_form(http, code, citizen) for kind, code in codes.items()}
     application = next(s["code"] for s in catalog["GOV"] if s["kind"] == "APPLICATION")
-    fan = ["REST", "SOAP", "SQL"]
+    fan = FAN_OUT_KINDS
     fan_query = (
         "query FanOut("
         + ", ".join(f"$c{i}: ID!, $i{i}: JSON!" for i in range(3))
@@ -82,15 +102,18 @@ def build(http: httpx.Client, token: str, citizen: str, seeded_token: str) -> li
     ]
     for kind in KINDS:
         body = orjson.dumps({"service": codes[kind], "form": forms[kind]})
+        pairs = ((LOOKUP_ROW,) if kind == "REST" else ()) + (
+            (FAN_OUT_ROW,) if kind in FAN_OUT_KINDS else ()
+        )
         scenarios.append(Scenario(f"direct: {kind} connector", "direct", "/direct", body, {},
-                                  "baseline: Starlette JSON"))  # fmt: skip
+                                  "baseline: Starlette JSON", pairs))  # fmt: skip
     gateway = [
-        ("gateway: catalog", graphql_body(CATALOG), {}, "baseline: Starlette JSON"),
-        ("gateway: LOOKUP (REST)", graphql_body(LOOKUP, {"c": codes["REST"], "i": forms["REST"]}),
+        (CATALOG_ROW, graphql_body(CATALOG), {}, "baseline: Starlette JSON"),
+        (LOOKUP_ROW, graphql_body(LOOKUP, {"c": codes["REST"], "i": forms["REST"]}),
          auth, "direct: REST connector"),
-        ("gateway: fan-out REST+SOAP+SQL", graphql_body(fan_query, fan_vars), auth,
+        (FAN_OUT_ROW, graphql_body(fan_query, fan_vars), auth,
          "direct: SOAP connector"),
-        ("gateway: APPLICATION submit",
+        (SUBMIT_ROW,
          graphql_body(SUBMIT, {"c": application, "f": fetch_form(http, application, citizen)}),
          auth, "baseline: Starlette JSON"),
         ("gateway: myApplications (50)", graphql_body(MINE),
@@ -98,6 +121,23 @@ def build(http: httpx.Client, token: str, citizen: str, seeded_token: str) -> li
     ]  # fmt: skip
     for name, body, headers, baseline in gateway:
         scenarios.append(Scenario(name, "gateway", "/graphql", body, headers, baseline))
+    by_name = {s.name: s for s in scenarios}
+    catalog_row, submit_row = by_name[CATALOG_ROW], by_name[SUBMIT_ROW]
+    # The same requests against other server configurations (bench/run.py).
+    variants = [
+        (catalog_row, "gateway-no-cache", "gateway: catalog [no response cache]", CATALOG_ROW),
+        (catalog_row, "gateway-asyncio", "gateway: catalog [no response cache, asyncio + h11]",
+         CATALOG_ROW),
+        (submit_row, "gateway-pg", SUBMIT_PG_ROW, SUBMIT_ROW),
+        (catalog_row, "scale-1", "scale-out: catalog, 1 process", CATALOG_ROW),
+        (catalog_row, "scale-2", "scale-out: catalog, 2 processes",
+         "scale-out: catalog, 1 process"),
+        (submit_row, "scale-1", "scale-out: APPLICATION submit, 1 process", SUBMIT_PG_ROW),
+        (submit_row, "scale-2", "scale-out: APPLICATION submit, 2 processes",
+         "scale-out: APPLICATION submit, 1 process"),
+    ]  # fmt: skip
+    for scenario, server, name, baseline in variants:
+        scenarios.append(dataclasses.replace(scenario, name=name, server=server, baseline=baseline))
     return scenarios
 
 

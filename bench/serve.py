@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from typing import Any
 
@@ -26,7 +27,10 @@ from connectors.kinds import connector_class
 from connectors.mapping import to_backend
 from gateway.catalog.loader import load_catalog
 from gateway.catalog.validation import validate_form
+from gateway.cli import SERVER_IO
 from gateway.settings import Settings, from_env
+
+ASYNCIO_IO: dict[str, Any] = {"loop": "asyncio", "http": "h11"}
 
 
 def _json(body: Any) -> Response:
@@ -87,8 +91,6 @@ def bench_settings() -> Settings:
 
 
 def _base_port() -> int:
-    import os
-
     return int(os.environ.get("BENCH_SIM_BASE_PORT", "8101"))
 
 
@@ -100,8 +102,11 @@ def main() -> None:
         app = direct_app(bench_settings())
     else:
         app = gateway_app(bench_settings())
-    # The same server settings for all three, so only the app differs.
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    # The same server settings for all three, so only the app differs: those
+    # of ``khaalga serve`` (uvloop, httptools), or the pure-Python asyncio
+    # loop and h11 when the run measures what those two bring.
+    io = ASYNCIO_IO if os.environ.get("BENCH_SERVER_IO") == "asyncio" else SERVER_IO
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, **io)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,15 @@ connector boundary and chained with ``raise ... from``.
     ├── TransientError              worth retrying later (delivery retries with backoff)
     │   ├── BackendTimeout          connect, read or overall timeout
     │   ├── BackendUnavailable      refused, reset, 5xx, database locked
-    │   │   └── CircuitOpen         the agency's breaker is open; nothing was sent
-    │   └── BackendBusy             the agency's concurrency cap is full
+    │   │   ├── CircuitOpen         the agency's breaker is open; nothing was sent
+    │   │   └── NotConfigured       no endpoint for the agency; nothing was sent
+    │   └── BackendBusy             the agency's concurrency cap is full; nothing was sent
+
+``sent`` says whether the request may have reached the back end: False only
+for the refusals above, made by the gateway before sending. Every other
+failure counts as sent (a timeout or a 5xx may come after the agency took
+the data), because the data-access log records each delivery attempt that
+may have handed a citizen's form over.
     └── PermanentError              retrying cannot help (delivery dead-letters it)
         ├── BackendRejected         the agency refused the request (fault, 4xx, rule)
         ├── ProtocolError           garbage body, malformed XML, bad file record
@@ -16,9 +23,13 @@ connector boundary and chained with ``raise ... from``.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class ConnectorError(Exception):
     """Base of every connector failure. ``agency`` names the back end."""
+
+    sent: ClassVar[bool] = True
 
     def __init__(self, agency: str, message: str) -> None:
         super().__init__(f"{agency}: {message}")
@@ -39,11 +50,15 @@ class BackendUnavailable(TransientError):
 
 
 class CircuitOpen(BackendUnavailable):
-    pass
+    sent = False
+
+
+class NotConfigured(BackendUnavailable):
+    sent = False
 
 
 class BackendBusy(TransientError):
-    pass
+    sent = False
 
 
 class PermanentError(ConnectorError):

@@ -8,7 +8,7 @@ from typing import Any
 
 from connectors.base import Action, BackendRequest, BackendResponse, Connector
 from connectors.config import BackendEndpoint, Timeouts
-from connectors.errors import BackendRejected, BackendUnavailable
+from connectors.errors import BackendRejected, NotConfigured
 from connectors.kinds import connector_class
 from connectors.mapping import from_backend, to_backend
 from connectors.resilience import ResilientConnector, breaker_factory
@@ -27,7 +27,7 @@ class _Unconfigured(Connector):
         self.agency = agency
 
     async def send(self, request: BackendRequest) -> BackendResponse:
-        raise BackendUnavailable(self.agency, "no back-end endpoint configured")
+        raise NotConfigured(self.agency, "no back-end endpoint configured")
 
 
 @dataclass(frozen=True, slots=True)

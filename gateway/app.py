@@ -8,6 +8,8 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, cast
 
+import strawberry
+from graphql import DocumentNode
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -19,10 +21,11 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import SchemaExtension
 from strawberry.types.unset import UNSET, UnsetType
 
+from auth.apps.program import developer_program
 from auth.issuers import token_validator
 from auth.middleware import AuthenticationMiddleware
 from auth.principal import ANONYMOUS
-from auth.tokens import InvalidToken, TokenValidator
+from auth.tokens import InvalidToken, IssuerUnavailable, TokenValidator
 from connectors.base import Connector
 from gateway.applications import ApplicationStore
 from gateway.catalog.loader import load_catalog
@@ -30,14 +33,17 @@ from gateway.db.engine import create_engine, session_factory
 from gateway.events import application_events
 from gateway.http.body_limit import BodyLimitMiddleware
 from gateway.http.content_type import JsonContentTypeMiddleware
+from gateway.http.response_cache import ResponseCache
 from gateway.http.view import SpecGraphQL
+from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.setup import Observability
-from gateway.persisted import trusted_documents
-from gateway.rate_limit import RateLimitConfigError, RateLimiter, RateLimitMiddleware
+from gateway.persisted import DocumentStore, document_store, trusted_documents
+from gateway.rate_limit import BUDGET, RateLimitConfigError, RateLimiter, RateLimitMiddleware
 from gateway.settings import Settings, SettingsError
-from gateway.wiring import build_registry, build_worker
+from gateway.wiring import build_registry, build_sandbox_registry, build_worker
 from schema.context import Context, Services
 from schema.document_cache import DocumentCache, validation_cache
+from schema.limits.cost import operation_cost
 from schema.limits.exposure import exposure_extensions
 from schema.limits.extensions import limit_extensions
 from schema.root import build_schema
@@ -64,7 +70,11 @@ class KhaalgaGraphQL(SpecGraphQL[Context, None]):
         self.validator = validator
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
-        return Context(principal=request.scope.get("principal", ANONYMOUS), services=self.services)
+        return Context(
+            principal=request.scope.get("principal", ANONYMOUS),
+            services=self.services,
+            budget=request.scope.get(BUDGET),
+        )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Browsers cannot set headers on a WebSocket, so graphql-transport-ws
@@ -79,18 +89,20 @@ class KhaalgaGraphQL(SpecGraphQL[Context, None]):
             raise ConnectionRejectionError()
         try:
             context.principal = await self.validator.principal(token.strip())
-        except InvalidToken as exc:
+        except (InvalidToken, IssuerUnavailable) as exc:
             raise ConnectionRejectionError() from exc
         return _UNSET
 
 
-def schema_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
+def schema_extensions(
+    settings: Settings, documents: DocumentStore
+) -> list[Callable[[], SchemaExtension]]:
     """Trusted documents first (they supply the document), then the limits,
     then the caches: parsing and validation depend on the document alone (cost,
     which reads variables, runs after validation), and a rejected document is
     never cached. Validation was half of the catalog query's CPU time."""
     return [
-        trusted_documents(settings.trusted_documents, settings.trusted_documents_file),
+        trusted_documents(settings.trusted_documents, documents),
         *limit_extensions(settings.limits),
         DocumentCache,
         validation_cache(DOCUMENT_CACHE_SIZE),
@@ -100,6 +112,25 @@ def schema_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]
     ]
 
 
+def catalog_response_cache(
+    graphql: KhaalgaGraphQL, settings: Settings, metrics: GatewayMetrics
+) -> ResponseCache:
+    """Catalog-only answers, shared by all callers (gateway/http/response_cache.py)."""
+    assert isinstance(graphql.schema, strawberry.Schema)
+    core = graphql.schema._schema
+
+    def cost_of(document: DocumentNode, name: str | None, variables: Mapping[str, Any]) -> int:
+        return operation_cost(core, document, name, variables, settings.limits.default_list_size)
+
+    return ResponseCache(
+        lambda: graphql.services.catalog,
+        cost_of,
+        max_bytes=settings.response_cache_bytes,
+        max_document_bytes=settings.limits.document_bytes,
+        observe=metrics.response_cache_lookup,
+    )
+
+
 def create_app(
     settings: Settings, *, connector_overrides: Mapping[str, Connector] | None = None
 ) -> Starlette:
@@ -107,21 +138,27 @@ def create_app(
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
     registry = build_registry(settings, catalog, connector_overrides)
+    sandbox = build_sandbox_registry(catalog)  # sandbox apps' agencies, shared with the worker
     events = application_events(settings.redis_url, settings.redis_prefix)
+    program = developer_program(settings, sessions, catalog)
     services = Services(
-        catalog=catalog, store=ApplicationStore(sessions), registry=registry, events=events
-    )
-    worker = build_worker(settings, sessions, catalog, registry, events)
-    validator = token_validator(settings)
+        catalog=catalog, store=ApplicationStore(sessions), registry=registry, events=events,
+        sandbox=sandbox, apps=program.store,
+    )  # fmt: skip
+    worker = build_worker(settings, sessions, catalog, registry, events, sandbox)
+    validator = token_validator(settings, program.issuers)
+    documents = document_store(settings)
     graphql = KhaalgaGraphQL(
         services,
         validator=validator,
-        extensions=schema_extensions(settings),
+        extensions=schema_extensions(settings, documents),
         hide_suggestions=not settings.introspection_enabled,
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
     )
     observability = Observability.build(settings, registry)
     observability.instrument(graphql.schema)
+    if settings.response_cache_bytes:
+        graphql.response_cache = catalog_response_cache(graphql, settings, observability.metrics)
 
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok")
@@ -152,11 +189,18 @@ def create_app(
             await services.store.aclose()  # submissions queued for a group commit
             await registry.aclose()
             await limiter.aclose()
+            await documents.aclose()
             await events.aclose()
             await engine.dispose()
 
     try:
-        limiter = RateLimiter.build(settings.rate_limits, settings.redis_url, settings.redis_prefix)
+        limiter = RateLimiter.build(
+            settings.rate_limits,
+            settings.redis_url,
+            settings.redis_prefix,
+            settings.cost_limits,
+            min_cost=settings.limits.cost,
+        )
     except RateLimitConfigError as exc:
         raise SettingsError(str(exc)) from exc
     app = Starlette(
@@ -166,17 +210,23 @@ def create_app(
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             observability.route(sessions),
+            *program.routes,  # the developer program's OAuth endpoints, when it has a key
         ],
         middleware=[
-            observability.middleware(("/graphql", "/healthz", "/readyz", "/metrics")),
+            observability.middleware(
+                ("/graphql", "/healthz", "/readyz", "/metrics", *program.paths)
+            ),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
             Middleware(JsonContentTypeMiddleware, paths=("/graphql",)),
-            Middleware(AuthenticationMiddleware, validator=validator),
-            Middleware(RateLimitMiddleware, limiter=limiter, paths=("/graphql",)),
+            Middleware(AuthenticationMiddleware, validator=validator, skip=program.paths),
+            # The token endpoint too, per client address: it checks a secret
+            # against the database on every call.
+            Middleware(RateLimitMiddleware, limiter=limiter, paths=("/graphql", *program.paths)),
         ],
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.sandbox_registry = sandbox
     app.state.worker = worker
     app.state.sessions = sessions
     app.state.metrics = observability.metrics

@@ -6,12 +6,17 @@ crash can never leave half of it. Submissions arriving together share that
 transaction (``gateway/group_commit.py``); each returns only once it is
 committed. Reads are always scoped to the principal:
 someone else's application looks exactly like a missing one.
+
+An app may file for a citizen (``submitted_by`` = its client id); a sandbox
+app's applications (``sandbox``) form a world of their own: only that app
+and operators see them, never the citizen named in them nor an officer.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,7 +48,6 @@ class Status(StrEnum):
 
 
 FINAL = frozenset({Status.REJECTED, Status.ISSUED, Status.CANCELLED})
-CANCELLABLE = frozenset({Status.SUBMITTED, Status.DELIVERED})
 
 
 class IdempotencyConflict(Exception):
@@ -51,7 +55,13 @@ class IdempotencyConflict(Exception):
 
 
 class NotCancellable(Exception):
-    pass
+    """``sent`` when the agency has (or may have) the application already:
+    no back end offers a withdrawal, so a cancel here would leave the
+    agency processing an application the citizen sees as cancelled."""
+
+    def __init__(self, sent: bool) -> None:
+        super().__init__("sent" if sent else "final")
+        self.sent = sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +89,7 @@ class _Pending:
     """A submission waiting for its group commit."""
 
     application: Application  # transient: rows are written from its columns
-    access: Access | None
+    accesses: tuple[Access, ...]
 
 
 async def _write(session: AsyncSession, batch: Sequence[_Pending]) -> None:
@@ -99,15 +109,28 @@ async def _write(session: AsyncSession, batch: Sequence[_Pending]) -> None:
         insert(OutboxItem),
         [
             {"application_id": a.id, "agency": a.agency, "state": "PENDING", "attempts": 0,
-             "next_attempt_at": a.submitted_at, "created_at": a.submitted_at}
+             "next_attempt_at": a.submitted_at, "created_at": a.submitted_at,
+             "sandbox": a.sandbox}
             for a in apps
         ],
     )  # fmt: skip
-    accesses = [pending.access for pending in batch if pending.access is not None]
+    accesses = [access for pending in batch for access in pending.accesses]
     await append_all(session, accesses, utcnow())
 
 
 _COLUMNS = tuple(Application.__table__.columns)
+
+
+def _stored_key(key: str | None, submitted_by: str | None, sandbox: bool) -> str | None:
+    """An idempotency key as stored. A citizen's own is kept as given. An
+    app's is namespaced by the app and by sandbox or not, then hashed: keys
+    are unique per citizen, so without it two apps filing for one citizen
+    under the same key would be handed each other's application (and could
+    probe for it), and hashing keeps an app's key within the column."""
+    if key is None or submitted_by is None:
+        return key
+    world = "sandbox" if sandbox else "live"
+    return "app:" + hashlib.sha256(f"{world}\0{submitted_by}\0{key}".encode()).hexdigest()
 
 
 class ApplicationStore:
@@ -124,10 +147,17 @@ class ApplicationStore:
         service: Service,
         form: dict[str, Any],
         idempotency_key: str | None,
-        access: Access | None = None,
+        access: Access | Sequence[Access] | None = None,
+        *,
+        submitted_by: str | None = None,
+        sandbox: bool = False,
     ) -> Application:
-        """``access``, when given, joins the citizen's data-access log in the
-        same transaction: the application is never stored unlogged."""
+        """``access``, when given, joins the data-access log in the same
+        transaction: the application is never stored unlogged. An app's
+        filing gives several, one per citizen its form names.
+        ``submitted_by``: the client id of the app filing for ``citizen``."""
+        accesses = () if access is None else (access,) if isinstance(access, Access) else access
+        idempotency_key = _stored_key(idempotency_key, submitted_by, sandbox)
         now = utcnow()
         app = Application(
             id=str(uuid.uuid4()),
@@ -139,15 +169,19 @@ class ApplicationStore:
             idempotency_key=idempotency_key,
             submitted_at=now,
             updated_at=now,
+            # Set here, not left to column defaults: rows are written from
+            # these attributes as they stand.
+            submitted_by=submitted_by,
+            sandbox=sandbox,
             history=[ApplicationEvent(at=now, status=Status.SUBMITTED)],
         )
         try:
-            await self._group_commit(_Pending(app, access))
+            await self._group_commit(_Pending(app, tuple(accesses)))
         except IntegrityError:
             if idempotency_key is None:
                 raise
             # A concurrent or earlier request with the same key won the insert.
-            existing = await self._by_key(citizen, idempotency_key)
+            existing = await self._by_key(citizen, idempotency_key, submitted_by, sandbox)
             if existing is None:
                 raise
             app = existing
@@ -155,19 +189,38 @@ class ApplicationStore:
             raise IdempotencyConflict(idempotency_key)
         return app
 
-    async def _by_key(self, citizen: str, key: str) -> Application | None:
+    async def _by_key(
+        self, citizen: str, key: str, submitted_by: str | None, sandbox: bool
+    ) -> Application | None:
+        filer = (
+            Application.submitted_by.is_(None)
+            if submitted_by is None
+            else Application.submitted_by == submitted_by
+        )
         async with self.sessions() as session:
             query = select(Application).where(
-                Application.citizen == citizen, Application.idempotency_key == key
+                Application.citizen == citizen,
+                Application.idempotency_key == key,
+                filer,
+                Application.sandbox == sandbox,
             )
             return (await session.scalars(query)).first()
 
     @staticmethod
     def _scope(query: Select[Application], principal: Principal) -> Select[Application]:
+        # Sandbox rows are made up, and a sandbox app may name anyone in its
+        # forms: they never reach a citizen's list or an agency's cases.
+        real = Application.sandbox == false()
         if principal.kind is PrincipalKind.CITIZEN and principal.subject:
-            return query.where(Application.citizen == principal.subject)
+            return query.where(Application.citizen == principal.subject, real)
         if principal.kind is PrincipalKind.OFFICER and principal.agency:
-            return query.where(Application.agency == principal.agency)
+            return query.where(Application.agency == principal.agency, real)
+        if principal.kind is PrincipalKind.APP and principal.subject:
+            # Only what this app filed, in the world (sandbox or not) its token is for.
+            return query.where(
+                Application.submitted_by == principal.subject,
+                Application.sandbox == principal.sandbox,
+            )
         if principal.kind is PrincipalKind.OPERATOR:
             return query
         return query.where(false())  # deny by default
@@ -203,22 +256,32 @@ class ApplicationStore:
         now = utcnow()
         async with self.sessions.begin() as session:
             query = self._scope(select(Application).where(Application.id == app_id), principal)
-            app = (await session.scalars(query.with_for_update())).first()
-            if app is None:
+            if await session.scalar(query.with_only_columns(Application.id)) is None:
                 return None
-            if app.status not in CANCELLABLE:
-                raise NotCancellable(app.status)
+            # Locked in the delivery worker's order, outbox row then
+            # application, so the two can never deadlock on PostgreSQL.
+            outbox = (
+                await session.scalars(
+                    select(OutboxItem).where(OutboxItem.application_id == app_id).with_for_update()
+                )
+            ).first()
+            app = await session.get(Application, app_id, with_for_update=True)
+            assert app is not None  # applications are never deleted
+            if app.status != Status.SUBMITTED:
+                raise NotCancellable(sent=app.status not in FINAL)
+            # Only what was never handed over can be cancelled: a leased row
+            # is being sent right now, and any earlier attempt may have
+            # reached the agency even if it failed (a timeout, say).
+            if (
+                outbox is None
+                or outbox.state != "PENDING"
+                or outbox.attempts > 0
+                or outbox.lease_owner is not None
+            ):
+                raise NotCancellable(sent=True)
+            outbox.state = "CANCELLED"
             app.status = Status.CANCELLED
             app.updated_at = now
             app.next_poll_at = None
             app.history.append(ApplicationEvent(at=now, status=Status.CANCELLED))
-            outbox = (
-                await session.scalars(
-                    select(OutboxItem).where(
-                        OutboxItem.application_id == app.id, OutboxItem.state == "PENDING"
-                    )
-                )
-            ).first()
-            if outbox is not None:
-                outbox.state = "CANCELLED"
         return app

@@ -9,12 +9,19 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 import uvicorn
 
+from auth.apps.cli import apps
 from gateway.catalog.loader import Catalog, CatalogError, load_catalog
 from gateway.settings import Settings, SettingsError, from_env
+
+# uvloop's event loop and httptools' HTTP parser (C; both come with
+# uvicorn[standard]), named rather than left to "auto" so that a missing wheel
+# fails at start instead of quietly serving on the pure-Python ones.
+SERVER_IO: dict[str, Any] = {"loop": "uvloop", "http": "httptools"}
 
 
 def _settings() -> Settings:
@@ -77,7 +84,10 @@ def dev(base_port: int, review_seconds: float) -> None:
         )
         # uvicorn's access log prints query strings (GET variables can hold register
         # numbers); gateway/observability writes its own, safe access line.
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
+        uvicorn.run(
+            app, host=settings.host, port=settings.port, log_level="info", access_log=False,
+            **SERVER_IO,
+        )  # fmt: skip
     finally:
         _stop(simulators)
 
@@ -120,7 +130,7 @@ def serve() -> None:
     _catalog(settings)
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port,
-        proxy_headers=True, log_level="info", access_log=False,
+        proxy_headers=True, log_level="info", access_log=False, **SERVER_IO,
     )  # fmt: skip
 
 
@@ -266,7 +276,6 @@ def outbox_replay(ids: tuple[int, ...], everything: bool) -> None:
     click.echo(f"{asyncio.run(run())} item(s) queued again")
 
 
-
 @main.group()
 def audit() -> None:
     """The data-access log."""
@@ -292,6 +301,9 @@ def audit_verify() -> None:
             f"({verdict.checked} rows before it are sound)"
         )
     click.echo(f"access log ok: {verdict.checked} rows; head {verdict.head_hash}")
+
+
+main.add_command(apps)  # the developer program's operator commands (auth/apps/cli.py)
 
 if __name__ == "__main__":
     os.environ.setdefault("KHAALGA_ENV", "development")

@@ -41,17 +41,26 @@ class Settings:
     otel_exporter: Literal["none", "console", "otlp"] = "none"
     log_format: Literal["json", "text"] = "json"
     rate_limits: str = DEFAULT_LIMITS
+    # None: for each kind ``rate_limits`` limits, a cost budget in proportion.
+    cost_limits: str | None = None
     redis_url: str | None = None
     redis_prefix: str = "khaalga"
     oidc_issuer: str | None = None
     oidc_audience: str = "khaalga"
     oidc_min_refresh: float = 30.0
     max_body_bytes: int = 1_048_576
+    response_cache_bytes: int = 32 * 2**20  # catalog answers kept; 0 turns the cache off
     limits: OperationLimits = field(default_factory=OperationLimits)
     introspection: bool | None = None  # None: on in development only
     graphiql: bool | None = None  # None: on in development only
     trusted_documents: Literal["off", "apq", "allowlist"] = "apq"
     trusted_documents_file: Path | None = None
+    apq_ttl: int = 86_400  # seconds an APQ registration is kept in Redis
+    # Developer program (auth/apps): the gateway's own OAuth issuer.
+    issuer_url: str | None = None  # None: http://127.0.0.1:<port> in development, off otherwise
+    issuer_key_file: Path | None = None  # None: a key under var/keys in development, off otherwise
+    token_lifetime: int = 900  # seconds an app's access token lives
+    app_cache_seconds: float = 5.0  # how stale an app's status may be when its token is checked
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -66,6 +75,13 @@ class Settings:
     @property
     def introspection_enabled(self) -> bool:
         return self.development if self.introspection is None else self.introspection
+
+    @property
+    def issuer(self) -> str | None:
+        """The gateway's own issuer URL (developer program)."""
+        if self.issuer_url:
+            return self.issuer_url.rstrip("/")
+        return f"http://127.0.0.1:{self.port}" if self.development else None
 
     @property
     def graphiql_enabled(self) -> bool:
@@ -110,6 +126,13 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _positive(environ: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(environ, name, default)
+    if value == 0:
+        raise SettingsError(f"{name} must be at least 1")
+    return value
+
+
 def _flag(environ: Mapping[str, str], name: str) -> bool | None:
     value = environ.get(name, "").strip().lower()
     if not value:
@@ -121,7 +144,7 @@ def _flag(environ: Mapping[str, str], name: str) -> bool | None:
 
 def _limits(environ: Mapping[str, str]) -> OperationLimits:
     """``KHAALGA_MAX_DEPTH``, ``_ALIASES``, ``_ROOT_FIELDS``, ``_TOKENS``, ``_DIRECTIVES``,
-    ``_DOCUMENT_BYTES``, ``_COST`` and ``KHAALGA_DEFAULT_LIST_SIZE``."""
+    ``_FIELD_REPEATS``, ``_DOCUMENT_BYTES``, ``_COST`` and ``KHAALGA_DEFAULT_LIST_SIZE``."""
     default = OperationLimits()
     return OperationLimits(
         depth=_int(environ, "KHAALGA_MAX_DEPTH", default.depth),
@@ -129,6 +152,7 @@ def _limits(environ: Mapping[str, str]) -> OperationLimits:
         root_fields=_int(environ, "KHAALGA_MAX_ROOT_FIELDS", default.root_fields),
         tokens=_int(environ, "KHAALGA_MAX_TOKENS", default.tokens),
         directives=_int(environ, "KHAALGA_MAX_DIRECTIVES", default.directives),
+        field_repeats=_int(environ, "KHAALGA_MAX_FIELD_REPEATS", default.field_repeats),
         document_bytes=_int(environ, "KHAALGA_MAX_DOCUMENT_BYTES", default.document_bytes),
         cost=_int(environ, "KHAALGA_MAX_COST", default.cost),
         default_list_size=_int(environ, "KHAALGA_DEFAULT_LIST_SIZE", default.default_list_size),
@@ -169,17 +193,24 @@ def from_env(environ: Mapping[str, str] = os.environ) -> Settings:
         otel_exporter=_choice(environ, "KHAALGA_OTEL_EXPORTER", _EXPORTERS),  # type: ignore[arg-type]
         log_format=_choice(environ, "KHAALGA_LOG_FORMAT", _LOG_FORMATS),  # type: ignore[arg-type]
         rate_limits=environ.get("KHAALGA_RATE_LIMITS", DEFAULT_LIMITS),
+        cost_limits=environ.get("KHAALGA_COST_LIMITS"),
         redis_url=environ.get("KHAALGA_REDIS_URL") or None,
         redis_prefix=environ.get("KHAALGA_REDIS_PREFIX", "khaalga"),
         lease_seconds=_seconds(environ, "KHAALGA_LEASE_SECONDS", 30.0),
         oidc_issuer=environ.get("KHAALGA_OIDC_ISSUER") or None,
         oidc_audience=environ.get("KHAALGA_OIDC_AUDIENCE", "khaalga"),
         max_body_bytes=_int(environ, "KHAALGA_MAX_BODY_BYTES", 1_048_576),
+        response_cache_bytes=_int(environ, "KHAALGA_RESPONSE_CACHE_BYTES", 32 * 2**20),
         limits=_limits(environ),
         introspection=_flag(environ, "KHAALGA_INTROSPECTION"),
         graphiql=_flag(environ, "KHAALGA_GRAPHIQL"),
         trusted_documents=_choice(environ, "KHAALGA_TRUSTED_DOCUMENTS", _TRUST_MODES),  # type: ignore[arg-type]
         trusted_documents_file=_path(environ.get("KHAALGA_TRUSTED_DOCUMENTS_FILE")),
+        apq_ttl=_positive(environ, "KHAALGA_APQ_TTL", 86_400),
+        issuer_url=environ.get("KHAALGA_ISSUER_URL") or None,
+        issuer_key_file=_path(environ.get("KHAALGA_ISSUER_KEY_FILE")),
+        token_lifetime=_int(environ, "KHAALGA_TOKEN_LIFETIME", 900),
+        app_cache_seconds=_int(environ, "KHAALGA_APP_CACHE_SECONDS", 5),
     )
 
 

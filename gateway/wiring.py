@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from connectors.base import Connector
 from connectors.delivery import DeliveryWorker
+from connectors.memory import sandbox_registry
 from connectors.registry import ConnectorRegistry
 from gateway.catalog.loader import Catalog
 from gateway.events import ApplicationEvents
@@ -29,12 +30,19 @@ def build_registry(
     )
 
 
+def build_sandbox_registry(catalog: Catalog) -> ConnectorRegistry:
+    """What sandbox apps reach instead of the agencies: in-memory, made-up
+    answers, no endpoint settings at all, so it cannot point at a real one."""
+    return sandbox_registry(catalog)
+
+
 def build_worker(
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
     catalog: Catalog,
     registry: ConnectorRegistry,
     events: ApplicationEvents,
+    sandbox: ConnectorRegistry | None = None,
 ) -> DeliveryWorker:
     return DeliveryWorker(
         sessions,
@@ -46,4 +54,5 @@ def build_worker(
         lease_seconds=settings.lease_seconds,
         backoff_base=settings.delivery_backoff,
         events=events,  # with Redis, subscribers in every process hear this worker
+        sandbox=sandbox if sandbox is not None else build_sandbox_registry(catalog),
     )

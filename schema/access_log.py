@@ -37,6 +37,7 @@ _READ_PURPOSE = {
     PrincipalKind.CITIZEN: PurposeModel.OWN_APPLICATION,
     PrincipalKind.OFFICER: PurposeModel.CASE_HANDLING,
     PrincipalKind.OPERATOR: PurposeModel.OPERATIONS,
+    PrincipalKind.APP: PurposeModel.FOLLOW_UP,  # only ever an application it filed
 }
 _BAD_CURSOR = Text(mn="Хуудасны заагч буруу", en="The cursor is not valid")
 _BAD_FIRST = Text(mn=f"0-{MAX_PAGE} хооронд байна", en=f"Must be between 0 and {MAX_PAGE}")
@@ -73,7 +74,8 @@ async def record_application_reads(
     context: Context, apps: Sequence[tables.Application], *, with_form: bool
 ) -> None:
     """Log that the caller read ``apps`` (and, by name, their form fields when
-    the form itself was shown), all in one transaction."""
+    the form itself was shown), all in one transaction. Sandbox rows hold
+    made-up data, nobody's: reading them is not logged."""
     principal = context.principal
     await record(
         context.services.store.sessions,
@@ -83,7 +85,27 @@ async def record_application_reads(
                 fields=sorted(app.form) if with_form else (), purpose=_READ_PURPOSE[principal.kind],
             )
             for app in apps
+            if not app.sandbox
         ),
+    )  # fmt: skip
+
+
+async def record_application_list(context: Context) -> None:
+    """Log that the citizen listed their own applications (``myApplications``).
+
+    One row per listing, not one per application shown: the listing shows
+    no form, only which applications exist and their status, all of them
+    the caller's own, so one row says everything a row per item would;
+    and rows per item would add up to a page size (up to 500) of rows to
+    the single hash chain, each under its one lock, on every refresh of an
+    app's list screen. Logged whether or not the page is empty: the
+    citizen looked."""
+    principal = context.principal
+    assert principal.subject is not None
+    await record(
+        context.services.store.sessions,
+        access_by(principal, principal.subject, agency=None, service_code=None, fields=(),
+                  purpose=PurposeModel.APPLICATION_LIST),
     )  # fmt: skip
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from auth.apps.store import AppStore
 from auth.principal import Principal
+from connectors.memory import sandbox_registry
 from connectors.registry import ConnectorRegistry
 from gateway.applications import ApplicationStore
 from gateway.catalog.loader import Catalog
 from gateway.events import ApplicationEvents, MemoryEvents
 from schema.catalog_view import CatalogView
+from schema.limits.cost import CostBudget
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,10 +23,23 @@ class Services:
     store: ApplicationStore
     registry: ConnectorRegistry
     events: ApplicationEvents = field(default_factory=MemoryEvents)
+    # What sandbox apps reach instead of ``registry``; built from the catalog
+    # when not given, so a sandbox call can never fall back to the real one.
+    sandbox: ConnectorRegistry | None = None
+    apps: AppStore | None = None  # the developer program's apps (schema/apps.py)
     view: CatalogView = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "view", CatalogView(self.catalog))
+        if self.sandbox is None:
+            object.__setattr__(self, "sandbox", sandbox_registry(self.catalog))
+
+    def registry_for(self, principal: Principal) -> ConnectorRegistry:
+        """The agencies this principal's calls reach: the sandbox for a sandbox app."""
+        if principal.sandbox:
+            assert self.sandbox is not None
+            return self.sandbox
+        return self.registry
 
 
 @dataclass(slots=True)
@@ -34,3 +50,6 @@ class Context:
     principal: Principal
     services: Services
     connection_params: dict[str, object] | None = None
+    # The HTTP request's rate-limit budget, charged with the operation's cost
+    # (schema/limits/cost.py); None where nothing is limited.
+    budget: CostBudget | None = None

@@ -3,7 +3,7 @@
 BAD_USER_INPUT      invalid form; extensions.fields = {field: {mn, en}}
 NOT_FOUND           unknown service, application or record
 UNAUTHENTICATED     no token where one is needed
-FORBIDDEN           authenticated, but not allowed
+FORBIDDEN           authenticated, but not allowed; an app missing scopes: extensions.scopes
 CONFLICT            idempotency key reused for another service; not cancellable
 AGENCY_UNAVAILABLE  the agency's back end failed transiently; extensions.agency
 AGENCY_REJECTED     the agency refused the request; extensions.agency
@@ -14,6 +14,8 @@ Raised before any resolver runs (schema/limits, gateway/persisted.py):
 OPERATION_LIMIT     an operation limit; extensions.limit and extensions.max
 PERSISTED_QUERY_NOT_FOUND, PERSISTED_QUERY_NOT_SUPPORTED, PERSISTED_QUERY_HASH_MISMATCH
 UNTRUSTED_DOCUMENT  allow-list mode, and the document is not on the list
+RATE_LIMITED        the principal's cost budget cannot pay for the operation (over HTTP
+                    the answer is a 429 problem instead; gateway/rate_limit.py)
 """
 
 from __future__ import annotations
@@ -45,8 +47,21 @@ def unauthenticated() -> GraphQLError:
     return _error("UNAUTHENTICATED", "Нэвтэрч орно уу", "Authentication is required")
 
 
-def forbidden() -> GraphQLError:
-    return _error("FORBIDDEN", "Энэ үйлдлийг хийх эрхгүй", "You may not do this")
+def forbidden(
+    mn: str = "Энэ үйлдлийг хийх эрхгүй", en: str = "You may not do this"
+) -> GraphQLError:
+    return _error("FORBIDDEN", mn, en)
+
+
+def missing_scopes(scopes: list[str]) -> GraphQLError:
+    """An app's token lacks scopes; ``extensions.scopes`` lists them."""
+    named = ", ".join(scopes)
+    return _error(
+        "FORBIDDEN",
+        f"Аппын токенд дараах эрх (scope) алга: {named}",
+        f"The app's token lacks the scope(s): {named}",
+        scopes=scopes,
+    )
 
 
 def conflict(mn: str, en: str) -> GraphQLError:

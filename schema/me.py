@@ -19,6 +19,9 @@ class Me:
     subject: str | None = strawberry.field(description="Register number, officer id or client id")
     agency: str | None
     scopes: list[str]
+    sandbox: bool = strawberry.field(
+        description="A sandbox app: its calls never reach an agency / Туршилтын апп"
+    )
 
     @classmethod
     def of(cls, principal: Principal) -> Me:
@@ -27,6 +30,7 @@ class Me:
             subject=principal.subject,
             agency=principal.agency,
             scopes=sorted(principal.scopes),
+            sandbox=principal.sandbox,
         )
 
 

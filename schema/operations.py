@@ -1,5 +1,13 @@
 """The one validation-and-dispatch path shared by the typed per-service
-fields and the generic ``lookup`` / ``submitApplication`` fields."""
+fields and the generic ``lookup`` / ``submitApplication`` fields.
+
+A citizen acts for themself. An app acts for the citizens its form names in
+REGISTER_NUMBER fields, as far as its scopes allow (checked by the fields'
+policies, and again here, so no field can reach this path unchecked); its
+application is filed for the citizen in the form's first such field. A
+sandbox app reaches the sandbox registry and leaves no access-log rows: it
+touches no real personal data.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +15,14 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from auth.audit.model import Purpose
+from auth.audit.model import Access, Purpose
 from auth.audit.record import access_by, record
+from auth.permissions.scopes import missing_scopes, service_scopes
 from auth.principal import Principal, PrincipalKind
 from connectors.errors import ConnectorError
 from connectors.registry import RecordNotFound
 from gateway.applications import IdempotencyConflict
-from gateway.catalog.model import Service, ServiceKind
+from gateway.catalog.model import FieldType, FormField, Service, ServiceKind, Text
 from gateway.catalog.validation import FormInvalid, validate_form
 from gateway.db import tables
 from schema import errors
@@ -26,6 +35,20 @@ def require_citizen(context: Context) -> Principal:
         raise errors.unauthenticated()
     if principal.kind is not PrincipalKind.CITIZEN or not principal.subject:
         raise errors.forbidden()
+    return principal
+
+
+def require_caller(context: Context, service: Service) -> Principal:
+    """A citizen, or an app holding the service's scopes."""
+    principal = context.principal
+    if not principal.authenticated:
+        raise errors.unauthenticated()
+    if principal.kind not in (PrincipalKind.CITIZEN, PrincipalKind.APP) or not principal.subject:
+        raise errors.forbidden()
+    filing = service.kind is ServiceKind.APPLICATION
+    missing = missing_scopes(principal, service_scopes(service.code, filing=filing))
+    if missing:
+        raise errors.missing_scopes(missing)
     return principal
 
 
@@ -49,57 +72,111 @@ def _validated(service: Service, form: Mapping[str, Any]) -> dict[str, Any]:
         raise errors.bad_user_input(exc.fields) from exc
 
 
+_NO_CITIZEN_MN = (
+    "Энэ үйлчилгээний маягтад иргэний регистрийн дугаар байхгүй тул "
+    "апп иргэний өмнөөс гаргах боломжгүй"
+)
+_NO_CITIZEN_EN = (
+    "This service's form has no register number field naming a citizen, "
+    "so an app cannot file it for one"
+)
+_NAMES_THE_CITIZEN = Text(
+    mn="Апп өргөдөл гаргахад заавал: өргөдөл энэ иргэнийх болно",
+    en="Required when an app files: it names the citizen the application is for",
+)
+
+
+def _register_fields(service: Service) -> list[FormField]:
+    return [f for f in service.form if f.type is FieldType.REGISTER_NUMBER]
+
+
+def citizens_named(service: Service, clean: Mapping[str, Any]) -> list[str]:
+    """The citizens an app's call concerns: the form's REGISTER_NUMBER
+    values, in form order, each once."""
+    named: list[str] = []
+    for field in _register_fields(service):
+        value = clean.get(field.name)
+        if value and value not in named:
+            named.append(str(value))
+    return named
+
+
+def _concerned(principal: Principal, service: Service, clean: Mapping[str, Any]) -> list[str]:
+    """Whose data a call touches, i.e. whose access log gets a row. None for
+    a sandbox app (made-up data only). An app's lookup of a service whose
+    form names no citizen (a parcel, a company) has no one to log it for."""
+    if principal.sandbox:
+        return []
+    if principal.kind is PrincipalKind.APP:
+        return citizens_named(service, clean)
+    assert principal.subject is not None
+    return [principal.subject]
+
+
+def _accesses(
+    principal: Principal,
+    service: Service,
+    clean: Mapping[str, Any],
+    fields: Iterable[str],
+    purpose: Purpose,
+) -> list[Access]:
+    names = sorted(set(fields))
+    return [
+        access_by(principal, citizen, agency=service.agency_code, service_code=service.code,
+                  fields=names, purpose=purpose)
+        for citizen in _concerned(principal, service, clean)
+    ]  # fmt: skip
+
+
 async def lookup(context: Context, service: Service, form: Mapping[str, Any]) -> dict[str, Any]:
-    require_citizen(context)
+    principal = require_caller(context, service)
     clean = _validated(service, form)
     try:
-        values = await context.services.registry.lookup(service, clean)
+        values = await context.services.registry_for(principal).lookup(service, clean)
     except RecordNotFound as exc:
         raise errors.not_found("Бүртгэл", "Record") from exc
     except ConnectorError as exc:
         raise errors.from_connector(exc) from exc
     # Recorded before the answer is returned: no log row, no data.
-    await _record(context, service, [*clean, *values], Purpose.LOOKUP)
+    accesses = _accesses(principal, service, clean, [*clean, *values], Purpose.LOOKUP)
+    await record(context.services.store.sessions, *accesses)
     return values
 
 
 async def submit(
     context: Context, service: Service, form: Mapping[str, Any], idempotency_key: str | None
 ) -> tables.Application:
-    principal = require_citizen(context)
-    clean = _validated(service, form)
+    principal = require_caller(context, service)
     assert principal.subject is not None
+    app_filing = principal.kind is PrincipalKind.APP
+    if app_filing and not _register_fields(service):
+        # FORBIDDEN, not BAD_USER_INPUT: no form could make this acceptable
+        # from an app (the same request is fine from a citizen), and it is
+        # said before the form is read, whatever the form holds.
+        raise errors.forbidden(_NO_CITIZEN_MN, _NO_CITIZEN_EN)
+    clean = _validated(service, form)
+    citizen = principal.subject
+    if app_filing:
+        first = _register_fields(service)[0]
+        if not clean.get(first.name):  # an optional field left out
+            raise errors.bad_user_input({first.name: _NAMES_THE_CITIZEN})
+        citizen = str(clean[first.name])
     try:
         app = await context.services.store.submit(
-            principal.subject,
+            citizen,
             service,
             clean,
             idempotency_key,
-            access=access_by(
-                principal, principal.subject, agency=service.agency_code,
-                service_code=service.code, fields=clean, purpose=Purpose.SUBMISSION,
-            ),
-        )  # fmt: skip
+            _accesses(principal, service, clean, clean, Purpose.SUBMISSION),
+            submitted_by=principal.subject if app_filing else None,
+            sandbox=principal.sandbox,
+        )
     except IdempotencyConflict as exc:
         raise errors.conflict(
             "Энэ түлхүүрээр өөр үйлчилгээнд өргөдөл гаргасан байна",
             "This idempotency key was already used for another service",
         ) from exc
     return app
-
-
-async def _record(
-    context: Context, service: Service, fields: Iterable[str], purpose: Purpose
-) -> None:
-    principal = context.principal
-    assert principal.subject is not None
-    await record(
-        context.services.store.sessions,
-        access_by(
-            principal, principal.subject, agency=service.agency_code,
-            service_code=service.code, fields=fields, purpose=purpose,
-        ),
-    )  # fmt: skip
 
 
 def jsonable(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,8 @@ from auth.permissions import (
     CitizenOnly,
     OfficerOrOperator,
     Public,
+    ServiceApplicant,
+    ServiceCaller,
 )
 from auth.permissions.enforce import deny_unguarded, guard
 from auth.principal import PrincipalKind
@@ -28,7 +30,8 @@ from gateway.catalog.model import Service as ServiceModel
 from gateway.catalog.model import ServiceKind as ServiceKindModel
 from gateway.catalog.model import Text
 from schema import errors, operations
-from schema.access_log import AccessLogQuery, record_application_reads
+from schema.access_log import AccessLogQuery, record_application_list, record_application_reads
+from schema.apps import AppsMutation, AppsQuery
 from schema.catalog_view import CatalogView
 from schema.generated import service_fields
 from schema.me import MeQuery
@@ -149,7 +152,7 @@ class BaseQuery:
         return info.context.services.view.services.get(str(code))  # type: ignore[no-any-return]
 
     @strawberry.field(
-        description="Generic LOOKUP for form-driven clients", permission_classes=[CitizenOnly]
+        description="Generic LOOKUP for form-driven clients", permission_classes=[ServiceCaller]
     )
     async def lookup(self, info: strawberry.Info, service_code: strawberry.ID, input: JSON) -> JSON:
         service = operations.find_service(info.context, str(service_code), ServiceKindModel.LOOKUP)
@@ -180,6 +183,7 @@ class BaseQuery:
         principal = operations.require_citizen(info.context)
         size = _page_size(first, 20)
         page = await info.context.services.store.list(principal, status, size, after)
+        await record_application_list(info.context)
         edges = [
             ApplicationEdge(cursor=encode_cursor(a), node=Application.of(a)) for a in page.items
         ]
@@ -217,7 +221,7 @@ class BaseQuery:
 class BaseMutation:
     @strawberry.mutation(
         description="Generic APPLICATION submission for form-driven clients",
-        permission_classes=[CitizenOnly],
+        permission_classes=[ServiceApplicant],
     )
     async def submit_application(
         self,
@@ -242,9 +246,16 @@ class BaseMutation:
         try:
             app = await info.context.services.store.cancel(principal, str(id))
         except NotCancellable as exc:
+            if exc.sent:
+                raise errors.conflict(
+                    "Өргөдлийг байгууллагад илгээсэн тул энд цуцлах боломжгүй; "
+                    "байгууллагад хандаж буцаан авна уу",
+                    "The application has been sent to the agency and can no longer be "
+                    "cancelled here; ask the agency to withdraw it",
+                ) from exc
             raise errors.conflict(
-                "Хянагдаж эхэлсэн өргөдлийг цуцлах боломжгүй",
-                "An application in review can no longer be cancelled",
+                "Шийдвэрлэгдсэн өргөдлийг цуцлах боломжгүй",
+                "A decided application can no longer be cancelled",
             ) from exc
         if app is None:
             raise errors.not_found("Өргөдөл", "Application")
@@ -279,11 +290,17 @@ def build_schema(
     hide_suggestions: bool = False,
 ) -> strawberry.Schema:
     queries, mutations = service_fields(catalog)
-    for field in (*queries.values(), *mutations.values()):
-        guard(field, CitizenOnly)  # a service's own field: the citizen's lookup or application
-    query_bases = (BaseQuery, OutboxQuery, MeQuery, AccessLogQuery, OfficerQuery)
+    # A service's own field: the citizen's lookup or application, or an app's
+    # holding that service's scopes (the policy is bound to the service).
+    code_of = {s.graphql_field: s.code for s in catalog.services()}
+    for field in queries.values():
+        guard(field, ServiceCaller(code_of[field.graphql_name]))
+    for field in mutations.values():
+        guard(field, ServiceApplicant(code_of[field.graphql_name]))
+    query_bases = (BaseQuery, OutboxQuery, MeQuery, AccessLogQuery, OfficerQuery, AppsQuery)
+    mutation_bases = (BaseMutation, OfficerMutation, AppsMutation)
     query: Any = strawberry.type(type("Query", query_bases, queries))
-    mutation: Any = strawberry.type(type("Mutation", (BaseMutation, OfficerMutation), mutations))
+    mutation: Any = strawberry.type(type("Mutation", mutation_bases, mutations))
     deny_unguarded(query)  # deny by default: a root field nobody gave a policy is closed
     deny_unguarded(mutation)
     deny_unguarded(Subscription)

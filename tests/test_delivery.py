@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import select, update
 
+from connectors.base import BackendRequest, BackendResponse
 from connectors.delivery import DeliveryWorker, idempotency_key, replay
 from connectors.errors import BackendRejected, BackendUnavailable
 from connectors.memory import MemoryConnector
@@ -114,7 +116,7 @@ async def test_attempts_are_capped(rig: Rig) -> None:
 async def test_an_expired_lease_is_taken_over_and_filed_once(rig: Rig) -> None:
     app = await rig.store.submit("УБ99010112", SERVICE, FORM, None)
     crashed = rig.worker(lease_seconds=0.05)
-    assert await crashed._claim() == [(await rig.outbox()).id]  # then "dies"
+    assert await crashed._claim(1, Counter()) == [((await rig.outbox()).id, "TEST")]  # "dies"
     survivor = rig.worker()
     assert await survivor.deliver_due() == 0  # the lease still holds
     await asyncio.sleep(0.1)
@@ -183,3 +185,62 @@ async def test_operators_see_dead_letters_with_reasons(rig: Rig) -> None:
         denied = await schema.execute(query, context_value=Context(principal, services))
         assert denied.errors is not None
         assert denied.errors[0].extensions["code"] in ("UNAUTHENTICATED", "FORBIDDEN")
+
+
+class Stuck(MemoryConnector):
+    """An agency that takes the request and does not answer until released."""
+
+    def __init__(self, agency: str) -> None:
+        super().__init__(agency, lambda _request: {})
+        self.release = asyncio.Event()
+
+    async def send(self, request: BackendRequest) -> BackendResponse:
+        self.calls.append(request)
+        await self.release.wait()
+        return BackendResponse(reference=f"SLOW-{len(self.calls)}", status="DELIVERED")
+
+
+async def test_a_stuck_agency_does_not_hold_up_the_others(database_url: str) -> None:
+    slow_agency, fast_agency = agency("SLOW"), agency("FAST")
+    catalog = Catalog((slow_agency, fast_agency))
+    slow, fast = Stuck("SLOW"), MemoryConnector("FAST", lambda _request: {})
+    registry = ConnectorRegistry(catalog, {}, overrides={"SLOW": slow, "FAST": fast})
+    engine = create_engine(database_url)
+    store = ApplicationStore(session_factory(engine))
+
+    async def delivered(app_ids: list[str]) -> bool:
+        async with store.sessions() as session:
+            rows = [await session.get(Application, app_id) for app_id in app_ids]
+        return all(row is not None and row.status == Status.DELIVERED for row in rows)
+
+    for _ in range(12):
+        await store.submit("УБ99010112", slow_agency.services[0], FORM, None)
+    waiting = [(await store.submit("ТА85122304", fast_agency.services[0], FORM, None)).id]
+    worker = DeliveryWorker(store.sessions, catalog, registry, batch=10, per_agency=4,
+                            poll_interval=0.01)  # fmt: skip
+    running = asyncio.create_task(worker.run())
+    try:
+        assert await eventually(lambda: _true(len(slow.calls) == 4))
+        # Stored while SLOW holds its slots: still delivered at once.
+        waiting.append((await store.submit("ТА85122304", fast_agency.services[0], FORM, None)).id)
+        assert await eventually(lambda: delivered(waiting))
+        assert len(slow.calls) == 4  # never more than its share in flight
+        slow.release.set()
+        assert await eventually(lambda: _true(len(slow.calls) == 12))  # then SLOW drains
+    finally:
+        slow.release.set()
+        worker.stop()
+        await asyncio.wait_for(running, 10)
+        await engine.dispose()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def eventually(condition: Callable[[], Awaitable[bool]], seconds: float = 10.0) -> bool:
+    for _ in range(int(seconds / 0.01)):
+        if await condition():
+            return True
+        await asyncio.sleep(0.01)
+    return False

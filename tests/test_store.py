@@ -4,10 +4,11 @@ concurrency, one outbox row per application, owner scoping, paging."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from auth.dev_issuer import citizen, officer
 from auth.principal import ANONYMOUS
@@ -87,8 +88,34 @@ async def test_cancel_only_before_review(store: ApplicationStore) -> None:
     async with store.sessions() as session:
         outbox = (await session.scalars(select(OutboxItem))).one()
     assert outbox.state == "CANCELLED"
-    with pytest.raises(NotCancellable):
+    with pytest.raises(NotCancellable) as refused:
         await store.cancel(citizen(ALICE), app.id)
+    assert not refused.value.sent
+
+
+@pytest.mark.parametrize(
+    "handed_over",
+    [
+        {"lease_owner": "worker-1", "lease_until": dt.datetime(2099, 1, 1, tzinfo=dt.UTC)},
+        {"attempts": 1, "last_error": "Timeout: no answer"},  # may have reached the agency
+        {"state": "DONE"},
+    ],
+    ids=["being-sent", "attempted", "delivered"],
+)
+async def test_no_cancel_once_the_agency_may_have_it(
+    store: ApplicationStore, handed_over: dict[str, object]
+) -> None:
+    app = await store.submit(ALICE, SERVICE, FORM, None)
+    async with store.sessions.begin() as session:
+        await session.execute(update(OutboxItem).values(**handed_over))
+    with pytest.raises(NotCancellable) as refused:
+        await store.cancel(citizen(ALICE), app.id)
+    assert refused.value.sent
+    async with store.sessions() as session:
+        stored = await session.get(Application, app.id)
+        outbox = (await session.scalars(select(OutboxItem))).one()
+    assert stored is not None and stored.status == Status.SUBMITTED
+    assert outbox.state == handed_over.get("state", "PENDING")
 
 
 async def test_database_errors_never_quote_personal_data(store: ApplicationStore) -> None:

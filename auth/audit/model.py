@@ -20,13 +20,19 @@ class ActorKind(StrEnum):
 class Purpose(StrEnum):
     """Why, one value per code path that touches personal data."""
 
-    LOOKUP = "LOOKUP"  # the citizen's lookup at an agency
-    SUBMISSION = "SUBMISSION"  # the citizen filed (or re-sent) an application
+    # Values are only ever added: each one is part of the rows' hashed content.
+    LOOKUP = "LOOKUP"  # a lookup at an agency, by the citizen or by an app for them
+    SUBMISSION = "SUBMISSION"  # an application filed (or re-sent), by the citizen or an app
     OWN_APPLICATION = "OWN_APPLICATION"  # the citizen read their application
+    APPLICATION_LIST = "APPLICATION_LIST"  # the citizen listed their applications
+    FOLLOW_UP = "FOLLOW_UP"  # an app read or followed an application it filed for the citizen
     CASE_HANDLING = "CASE_HANDLING"  # an officer read an application of their agency
     STATUS_DECISION = "STATUS_DECISION"  # an officer changed an application's status
     OPERATIONS = "OPERATIONS"  # an operator read an application
     DELIVERY = "DELIVERY"  # the gateway delivered the application to the agency
+    # The gateway sent the form but the agency did not confirm it (timeout,
+    # 5xx, refusal): it may still have received the data.
+    DELIVERY_ATTEMPT = "DELIVERY_ATTEMPT"
 
 
 GATEWAY_ACTOR = "khaalga-delivery"
@@ -45,9 +51,14 @@ class Access:
 
 
 def delivery_access(
-    citizen: str, agency: str, service_code: str, form: Mapping[str, object]
+    citizen: str,
+    agency: str,
+    service_code: str,
+    form: Mapping[str, object],
+    purpose: Purpose = Purpose.DELIVERY,
 ) -> Access:
-    """The gateway's own delivery of an application's form to its agency."""
+    """The gateway's own delivery (or unconfirmed attempt) of an
+    application's form to its agency."""
     return Access(
         citizen=citizen,
         actor_kind=ActorKind.GATEWAY,
@@ -55,5 +66,5 @@ def delivery_access(
         agency=agency,
         service_code=service_code,
         fields=tuple(sorted(form)),
-        purpose=Purpose.DELIVERY,
+        purpose=purpose,
     )

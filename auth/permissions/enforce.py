@@ -18,9 +18,11 @@ def policy_of(field: StrawberryField) -> list[type[BasePermission]]:
     ]
 
 
-def guard(field: StrawberryField, *policies: type[BasePermission]) -> None:
-    """Attach a policy to a field built elsewhere (the generated ones)."""
-    field.extensions.append(PermissionExtension([p() for p in policies], use_directives=False))
+def guard(field: StrawberryField, *policies: type[BasePermission] | BasePermission) -> None:
+    """Attach a policy to a field built elsewhere (the generated ones): a
+    class, or an instance bound to something (e.g. the field's service)."""
+    permissions = [p() if isinstance(p, type) else p for p in policies]
+    field.extensions.append(PermissionExtension(permissions, use_directives=False))
 
 
 def deny_unguarded(root: type) -> list[str]:
@@ -32,4 +34,3 @@ def deny_unguarded(root: type) -> list[str]:
             guard(field, DenyAll)
             denied.append(field.name)
     return denied
-

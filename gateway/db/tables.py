@@ -10,7 +10,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -37,6 +48,12 @@ class Application(Base):
     submitted_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
     next_poll_at: Mapped[dt.datetime | None]
+    # The client id of the app that filed it for the citizen; NULL when the
+    # citizen filed it themself (migration 0003).
+    submitted_by: Mapped[str | None] = mapped_column(String(128))
+    # Filed by a sandbox app: made-up data, delivered only through the sandbox
+    # registry, never to an agency, and never shown to citizens or officers.
+    sandbox: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     history: Mapped[list[ApplicationEvent]] = relationship(
         order_by="ApplicationEvent.id", lazy="selectin", cascade="all, delete-orphan"
@@ -69,6 +86,9 @@ class OutboxItem(Base):
     lease_until: Mapped[dt.datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime]
+    # Copied from the application: the worker routes on it, and the backlog
+    # metrics leave sandbox rows out of the agencies' figures.
+    sandbox: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class AccessEvent(Base):
@@ -105,3 +125,49 @@ class AccessChainHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     length: Mapped[int] = mapped_column(Integer)
     last_hash: Mapped[str] = mapped_column(String(64))
+
+
+class DeveloperApp(Base):
+    """An app of the developer program (auth/apps). ``scopes`` are what it may
+    ask for; ``owner_kind``/``owner`` is who registered it (a citizen
+    developer's register number, or an operator's id)."""
+
+    __tablename__ = "apps"
+    __table_args__ = (
+        Index("ix_apps_owner", "owner_kind", "owner", "created_at"),
+        Index("ix_apps_status_created", "status", "created_at"),
+    )
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text)
+    purpose: Mapped[str | None] = mapped_column(Text)
+    environment: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    quota_requests: Mapped[str | None] = mapped_column(String(64))
+    quota_cost: Mapped[str | None] = mapped_column(String(64))
+    owner_kind: Mapped[str] = mapped_column(String(16))
+    owner: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+    approved_at: Mapped[dt.datetime | None]
+
+    secrets: Mapped[list[DeveloperAppSecret]] = relationship(
+        order_by="DeveloperAppSecret.created_at", lazy="selectin", cascade="all, delete-orphan"
+    )
+
+
+class DeveloperAppSecret(Base):
+    """One client secret: only its SHA-256 and a short display prefix, never
+    the secret itself. ``expires_at`` is set when a rotation gives it a grace."""
+
+    __tablename__ = "app_secrets"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("apps.client_id"), index=True)
+    hash: Mapped[str] = mapped_column(String(64))
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]

@@ -17,11 +17,19 @@ TITLES = {
     413: "Content Too Large / Хүсэлт хэт том",
     415: "Unsupported Media Type / Хүсэлтийн төрлийг дэмжихгүй",
     429: "Too Many Requests / Хэт олон хүсэлт",
+    503: "Service Unavailable / Үйлчилгээ түр ажиллахгүй байна",
 }
 
 
-def problem(status: int, detail: str, headers: Mapping[str, str] | None = None) -> Response:
+def problem(
+    status: int,
+    detail: str,
+    headers: Mapping[str, str] | None = None,
+    members: Mapping[str, object] | None = None,
+) -> Response:
+    """``members``: RFC 9457 extension members, e.g. a 429's ``violated-policies``."""
     body = {
+        **(members or {}),
         "type": "about:blank",
         "title": TITLES.get(status, str(status)),
         "status": status,

@@ -85,8 +85,17 @@ def access_fields(
 
 
 def log_request(fields: dict[str, Any]) -> None:
+    if not ACCESS.isEnabledFor(logging.INFO):
+        return
+    # The record is made and handled directly rather than through
+    # ``ACCESS.info``, which would also walk the stack for the caller's file
+    # and line (``findCaller``): a fixed place here, and about a fifth of the
+    # line's cost on every request. Handlers and filters see it as usual.
     # The message repeats the essentials so a plain-text set-up still says something.
-    ACCESS.info(
-        "%s %s %s %s %.1fms", fields["method"], fields["path"], fields["status"],
-        fields["operation"], fields["duration_ms"], extra={FIELDS: fields},
+    record = ACCESS.makeRecord(
+        ACCESS.name, logging.INFO, __file__, 0, "%s %s %s %s %.1fms",
+        (fields["method"], fields["path"], fields["status"], fields["operation"],
+         fields["duration_ms"]),
+        None, func="log_request", extra={FIELDS: fields},
     )  # fmt: skip
+    ACCESS.handle(record)

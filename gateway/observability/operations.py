@@ -13,7 +13,7 @@ from gateway.observability.request import current, operation_label
 # Codes from schema/errors.py that mean the caller asked for something wrong
 # or not allowed: answers, not faults.
 _CLIENT_CODES = frozenset(
-    {"BAD_USER_INPUT", "NOT_FOUND", "UNAUTHENTICATED", "FORBIDDEN", "CONFLICT"}
+    {"BAD_USER_INPUT", "NOT_FOUND", "UNAUTHENTICATED", "FORBIDDEN", "CONFLICT", "RATE_LIMITED"}
 )
 
 

@@ -52,4 +52,6 @@ class Observability:
 
     def middleware(self, paths: Collection[str]) -> Middleware:
         """Outermost, so it times and logs requests that auth or limits refuse."""
-        return Middleware(ObservabilityMiddleware, metrics=self.metrics, paths=paths)
+        return Middleware(
+            ObservabilityMiddleware, metrics=self.metrics, paths=paths, tracing=self.tracing
+        )

@@ -8,12 +8,16 @@ Introspection fields cost nothing: their shape is bounded by graphql-core's
 Strawberry has no cost analysis. This runs after validation (the document is
 known to fit the schema) and before execution, with the request's variables
 (so ``first: $n`` counts as sent); an operation over the limit runs nothing.
+An operation within it is then charged to the principal's cost budget
+(``Context.budget``, gateway/rate_limit.py), whatever way its document came
+(in full or as a persisted query's hash); a budget that cannot pay runs
+nothing either.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Protocol
 
 from graphql import (
     DocumentNode,
@@ -37,7 +41,7 @@ from graphql import (
 from graphql.utilities import get_operation_ast
 from strawberry.extensions import SchemaExtension
 
-from schema.limits.error import limit_error
+from schema.limits.error import budget_used_up, limit_error
 
 _PAGE_LISTS = frozenset({"edges", "nodes"})
 
@@ -137,12 +141,18 @@ def operation_cost(
     return coster.selections(operation.selection_set, root, None)
 
 
+class CostBudget(Protocol):
+    async def charge(self, cost: int) -> bool:
+        """Pay ``cost``; False when the budget cannot."""
+        ...
+
+
 class CostLimit(SchemaExtension):
     def __init__(self, maximum: int, default_list_size: int) -> None:
         self.maximum = maximum
         self.default_list_size = default_list_size
 
-    def on_execute(self) -> Iterator[None]:
+    async def on_execute(self) -> AsyncIterator[None]:
         context = self.execution_context
         if context.graphql_document is not None and context.result is None:
             cost = operation_cost(
@@ -152,7 +162,11 @@ class CostLimit(SchemaExtension):
                 context.variables or {},
                 self.default_list_size,
             )
+            # A result set before execution replaces it: no resolver runs.
             if cost > self.maximum:
-                # A result set before execution replaces it: no resolver runs.
                 context.result = ExecutionResult(None, [limit_error("cost", self.maximum)])
+            else:
+                budget: CostBudget | None = getattr(context.context, "budget", None)
+                if budget is not None and not await budget.charge(cost):
+                    context.result = ExecutionResult(None, [budget_used_up()])
         yield

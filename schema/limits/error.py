@@ -16,6 +16,10 @@ _NAMES = {
     "tokens": ("tokens", "токены тоо"),
     "directives": ("directives", "directive-ийн тоо"),
     "directiveRepeats": ("repeats of one directive", "нэг directive-ийн давталт"),
+    "fieldRepeats": (
+        "repeats of one field in a selection set",
+        "нэг сонголт доторх нэг талбарын давталт",
+    ),
     "documentBytes": ("document size in bytes", "баримтын хэмжээ (байт)"),
     "cost": ("cost", "өртөг"),
 }
@@ -33,3 +37,14 @@ def limit_error(limit: str, maximum: int, nodes: Collection[Node] | None = None)
 
 def is_limit_error(error: GraphQLError) -> bool:
     return (error.extensions or {}).get("code") == CODE
+
+
+def budget_used_up() -> GraphQLError:
+    """The principal's cost budget cannot pay for this operation. Over HTTP
+    the view answers a 429 problem instead (gateway/rate_limit.py); this is
+    what any other caller of the schema sees."""
+    return GraphQLError(
+        "The cost budget is used up; retry later / "
+        "Хүсэлтийн өртгийн хязгаар дууссан; дараа дахин оролдоно уу",
+        extensions={"code": "RATE_LIMITED"},
+    )

@@ -1,6 +1,6 @@
 """Every operation limit as strawberry extension factories, in the order they
 apply: size before parsing, tokens while parsing, the rules in validation,
-cost before execution."""
+cost (and the principal's cost budget) before execution."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from schema.limits.cost import CostLimit
 from schema.limits.depth import depth_rule
 from schema.limits.directives import directives_rule
 from schema.limits.document_size import DocumentSizeLimit
+from schema.limits.field_repeats import field_repeats_rule
 from schema.limits.root_fields import root_fields_rule
 from schema.limits.tokens import TokenLimit
 from schema.limits.validation import ValidationLimits
@@ -27,6 +28,7 @@ def limit_extensions(limits: OperationLimits) -> list[Callable[[], SchemaExtensi
         aliases_rule(limits.aliases),
         root_fields_rule(limits.root_fields),
         directives_rule(limits.directives),
+        field_repeats_rule(limits.field_repeats),
     ]
     return [
         lambda: DocumentSizeLimit(limits.document_bytes),

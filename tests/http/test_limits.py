@@ -78,10 +78,32 @@ async def test_tokens(dev: httpx.AsyncClient) -> None:
 
 
 async def test_directives(dev: httpx.AsyncClient) -> None:
-    fifty_one = "{ agencies { " + " ".join(["code @include(if: true)"] * 51) + " } }"
+    # 15 + 15 + 15 + 6, spread over nested selections: the field-repeats
+    # limit allows no more than 15 copies of ``code`` in one of them.
+    a, b, c, d = (" ".join(["code @include(if: true)"] * n) for n in (15, 15, 15, 6))
+    fifty_one = f"{{ agencies {{ {a} services {{ {b} agency {{ {c} services {{ {d} }} }} }} }} }}"
     refused(*await graphql(dev, fifty_one), "directives", 50)
     twice = "{ __typename @skip(if: false) @skip(if: false) }"
     refused(*await graphql(dev, twice), "directiveRepeats", 1)
+
+
+async def test_field_repeats(dev: httpx.AsyncClient, spy: Spy) -> None:
+    def agencies(selection: str, copies: int, suffix: str = "") -> str:
+        return "{ agencies { " + " ".join([selection] * copies) + " } }" + suffix
+
+    status, body = await graphql(dev, agencies("code", 15))
+    assert status == 200 and "errors" not in body
+    spy.calls = 0
+    refused(*await graphql(dev, agencies("code", 16)), "fieldRepeats", 15)
+    # Fragments are merged into the selection they are in, as execution merges them.
+    refused(*await graphql(dev, agencies("... { code }", 16)), "fieldRepeats", 15)
+    refused(*await graphql(dev, agencies("... on Agency { code }", 16)), "fieldRepeats", 15)
+    spread = agencies("...c", 8, " fragment c on Agency { code code }")
+    refused(*await graphql(dev, spread), "fieldRepeats", 15)
+    assert spy.calls == 0
+    # The same name on different objects is no repeat.
+    nested = "{ agencies { code services { code agency { code } } } }"
+    assert (await graphql(dev, nested))[0] == 200
 
 
 async def test_document_bytes(dev: httpx.AsyncClient) -> None:
@@ -115,8 +137,10 @@ async def test_limits_come_from_settings(tmp_path: Path) -> None:
 
 
 def test_limits_read_from_the_environment() -> None:
-    settings = from_env({"KHAALGA_MAX_DEPTH": "7", "KHAALGA_MAX_COST": "100"})
-    assert settings.limits == OperationLimits(depth=7, cost=100)
+    settings = from_env(
+        {"KHAALGA_MAX_DEPTH": "7", "KHAALGA_MAX_COST": "100", "KHAALGA_MAX_FIELD_REPEATS": "2"}
+    )
+    assert settings.limits == OperationLimits(depth=7, cost=100, field_repeats=2)
     with pytest.raises(SettingsError, match="KHAALGA_MAX_ALIASES"):
         from_env({"KHAALGA_MAX_ALIASES": "many"})
 

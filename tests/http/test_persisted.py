@@ -4,16 +4,20 @@ allow-list in which nothing else runs."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from gateway.app import create_app
-from gateway.persisted import DocumentStore, document_hash
+from gateway.persisted import DocumentStore, SharedDocuments, document_hash
 from gateway.settings import SettingsError, from_env
 from tests.http.conftest import Spy, client_for, graphql, settings_for
+from tests.support import shared_redis as support_redis
+from tests.support.gateway import free_port
 
 QUERY = 'query Land { agency(code: "LAND") { code } }'
 HASH = document_hash(QUERY)
@@ -115,12 +119,12 @@ def test_apollo_manifests_are_read_too(tmp_path: Path) -> None:
     assert load_allowlist(path) == {HASH: QUERY}
 
 
-def test_registrations_are_bounded() -> None:
+async def test_registrations_are_bounded() -> None:
     store = DocumentStore(capacity=2)
     for n in range(3):
-        store.register(str(n), f"doc {n}")
-    assert store.get("0", registered=True) is None
-    assert store.get("2", registered=True) == "doc 2"
+        await store.register(str(n), f"doc {n}")
+    assert await store.get("0", registered=True) is None
+    assert await store.get("2", registered=True) == "doc 2"
 
 
 def test_the_mode_is_read_from_the_environment() -> None:
@@ -128,3 +132,70 @@ def test_the_mode_is_read_from_the_environment() -> None:
     assert from_env({"KHAALGA_TRUSTED_DOCUMENTS": "allowlist"}).trusted_documents == "allowlist"
     with pytest.raises(SettingsError):
         from_env({"KHAALGA_TRUSTED_DOCUMENTS": "sometimes"})
+
+
+def test_the_apq_ttl_is_read_from_the_environment() -> None:
+    assert from_env({}).apq_ttl == 86_400
+    assert from_env({"KHAALGA_APQ_TTL": "600"}).apq_ttl == 600
+    with pytest.raises(SettingsError, match="KHAALGA_APQ_TTL"):
+        from_env({"KHAALGA_APQ_TTL": "0"})
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return support_redis.redis_url()
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    yield from support_redis.fresh_prefix()
+
+
+async def test_two_gateway_instances_share_registrations_through_redis(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    settings = settings_for(tmp_path, redis_url=redis_url, redis_prefix=redis_prefix)
+    async with client_for(settings) as one, client_for(settings) as two:
+        assert (await graphql(one, QUERY, extensions=persisted()))[1] == LAND
+        assert (await graphql(two, None, extensions=persisted()))[1] == LAND
+    # Without Redis, each instance has only its own registrations.
+    alone = settings_for(tmp_path)
+    async with client_for(alone) as one, client_for(alone) as two:
+        assert (await graphql(one, QUERY, extensions=persisted()))[1] == LAND
+        _, body = await graphql(two, None, extensions=persisted())
+        assert code_of(body) == "PERSISTED_QUERY_NOT_FOUND"
+
+
+async def test_redis_keeps_registrations_bounded(redis_url: str, redis_prefix: str) -> None:
+    shared = SharedDocuments(redis_url, redis_prefix, ttl=600, capacity=2)
+    try:
+        for n in range(3):
+            await shared.put(f"{n:064x}", f"{{ a{n}: __typename }}")
+        assert await shared.get(f"{0:064x}") is None  # the oldest, dropped
+        assert await shared.get(f"{2:064x}") == "{ a2: __typename }"
+        # A document too large is kept nowhere, not even in this process.
+        store = DocumentStore(shared=shared, max_bytes=16)
+        large = "{ " + "__typename " * 5 + "}"
+        await store.register(document_hash(large), large)
+        assert await store.get(document_hash(large), registered=True) is None
+        assert await shared.get(document_hash(large)) is None
+    finally:
+        await shared.aclose()
+    client = redis.Redis.from_url(redis_url)
+    try:
+        ttl = client.ttl(f"{redis_prefix}:apq:{2:064x}")
+        assert isinstance(ttl, int) and 0 < ttl <= 600  # every registration expires
+        assert client.zcard(f"{redis_prefix}:apq:index") == 2
+    finally:
+        client.close()
+
+
+async def test_without_redis_registrations_stay_in_memory(tmp_path: Path) -> None:
+    # Nothing listens on the port: registering and reading in Redis fail.
+    settings = settings_for(tmp_path, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    async with client_for(settings) as client:
+        assert (await graphql(client, QUERY, extensions=persisted()))[1] == LAND
+        assert (await graphql(client, None, extensions=persisted()))[1] == LAND
+        other = "{ agencies { code } }"
+        status, body = await graphql(client, None, extensions=persisted(document_hash(other)))
+        assert (status, code_of(body)) == (400, "PERSISTED_QUERY_NOT_FOUND")

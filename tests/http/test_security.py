@@ -85,6 +85,20 @@ async def test_101_aliases_are_refused(prod: httpx.AsyncClient) -> None:
     assert {"aliases", "rootFields"} == {e["extensions"]["limit"] for e in body["errors"]}
 
 
+async def test_field_duplication_is_refused(prod: httpx.AsyncClient) -> None:
+    # graphql-cop's own: at the root, the root-field limit refused it already.
+    query = "query cop { " + "__typename \n" * 500 + "}"
+    status, body = await graphql(prod, query)
+    assert status == 400 and "data" not in body
+    assert {"fieldRepeats", "rootFields"} == {e["extensions"]["limit"] for e in body["errors"]}
+    # One level down, under the token and cost limits, only this limit holds.
+    query = "query cop { agencies { " + "__typename \n" * 500 + "} }"
+    status, body = await graphql(prod, query)
+    assert status == 400 and "data" not in body
+    (error,) = body["errors"]
+    assert error["extensions"] == {"code": "OPERATION_LIMIT", "limit": "fieldRepeats", "max": 15}
+
+
 async def test_a_batch_of_10_is_refused(prod: httpx.AsyncClient) -> None:
     response = await prod.post("/graphql", json=[{"query": "query cop { __typename }"}] * 10)
     assert response.status_code == 400
