@@ -187,6 +187,7 @@ def create_app(
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(task, settings.timeouts.total)
             await services.store.aclose()  # submissions queued for a group commit
+            await services.access_log.aclose()
             await registry.aclose()
             await limiter.aclose()
             await documents.aclose()

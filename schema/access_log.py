@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from auth.audit.model import ActorKind as ActorKindModel
 from auth.audit.model import Purpose as PurposeModel
-from auth.audit.record import access_by, record
+from auth.audit.record import access_by
 from auth.audit.verify import verify
 from auth.permissions import CitizenOnly, OperatorOnly
 from auth.principal import PrincipalKind
@@ -77,8 +77,7 @@ async def record_application_reads(
     the form itself was shown), all in one transaction. Sandbox rows hold
     made-up data, nobody's: reading them is not logged."""
     principal = context.principal
-    await record(
-        context.services.store.sessions,
+    await context.services.access_log.record(
         *(
             access_by(
                 principal, app.citizen, agency=app.agency, service_code=app.service_code,
@@ -102,8 +101,7 @@ async def record_application_list(context: Context) -> None:
     citizen looked."""
     principal = context.principal
     assert principal.subject is not None
-    await record(
-        context.services.store.sessions,
+    await context.services.access_log.record(
         access_by(principal, principal.subject, agency=None, service_code=None, fields=(),
                   purpose=PurposeModel.APPLICATION_LIST),
     )  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from auth.apps.store import AppStore
+from auth.audit.record import AccessLog
 from auth.principal import Principal
 from connectors.memory import sandbox_registry
 from connectors.registry import ConnectorRegistry
@@ -28,9 +29,11 @@ class Services:
     sandbox: ConnectorRegistry | None = None
     apps: AppStore | None = None  # the developer program's apps (schema/apps.py)
     view: CatalogView = field(init=False)
+    access_log: AccessLog = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "view", CatalogView(self.catalog))
+        object.__setattr__(self, "access_log", AccessLog(self.store.sessions))
         if self.sandbox is None:
             object.__setattr__(self, "sandbox", sandbox_registry(self.catalog))
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from auth.audit.model import Access, Purpose
-from auth.audit.record import access_by, record
+from auth.audit.record import access_by
 from auth.permissions.scopes import missing_scopes, service_scopes
 from auth.principal import Principal, PrincipalKind
 from connectors.errors import ConnectorError
@@ -139,7 +139,7 @@ async def lookup(context: Context, service: Service, form: Mapping[str, Any]) ->
         raise errors.from_connector(exc) from exc
     # Recorded before the answer is returned: no log row, no data.
     accesses = _accesses(principal, service, clean, [*clean, *values], Purpose.LOOKUP)
-    await record(context.services.store.sessions, *accesses)
+    await context.services.access_log.record(*accesses)
     return values
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from auth.audit.chain import append
+from auth.audit.chain import append_all
 from auth.audit.model import Access, ActorKind, Purpose
 from auth.principal import Principal
 from auth.request_id import REQUEST_ID
 from gateway.clock import utcnow
+from gateway.group_commit import GroupCommit
 
 
 def access_by(
@@ -35,11 +36,33 @@ def access_by(
 
 
 async def record(sessions: async_sessionmaker[AsyncSession], *accesses: Access) -> None:
-    """Append in one transaction of its own. Callers record *before* handing
-    the data out: if the log cannot be written, the data is not shown."""
+    """Append in one transaction of its own (tools and tests; the resolvers
+    go through ``AccessLog``). Callers record *before* handing the data out:
+    if the log cannot be written, the data is not shown."""
     if not accesses:
         return
-    now = utcnow()
     async with sessions.begin() as session:
-        for access in accesses:
-            await append(session, access, now)
+        await append_all(session, accesses, utcnow())
+
+
+async def _write(session: AsyncSession, batch: Sequence[tuple[Access, ...]]) -> None:
+    await append_all(session, [access for accesses in batch for access in accesses], utcnow())
+
+
+class AccessLog:
+    """The resolvers' recorder. Every row takes the one chain head's lock
+    until its commit, so one transaction per request queued every lookup
+    behind the others (a fan-out's three lookups behind each other): rows
+    recorded while a commit is under way go together in the next one
+    (``gateway/group_commit.py``). ``record`` still returns only once its
+    rows are committed."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._commit = GroupCommit[tuple[Access, ...]](sessions, _write)
+
+    async def record(self, *accesses: Access) -> None:
+        if accesses:
+            await self._commit(accesses)
+
+    async def aclose(self) -> None:
+        await self._commit.aclose()
