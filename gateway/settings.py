@@ -144,7 +144,8 @@ def _flag(environ: Mapping[str, str], name: str) -> bool | None:
 
 def _limits(environ: Mapping[str, str]) -> OperationLimits:
     """``KHAALGA_MAX_DEPTH``, ``_ALIASES``, ``_ROOT_FIELDS``, ``_TOKENS``, ``_DIRECTIVES``,
-    ``_FIELD_REPEATS``, ``_DOCUMENT_BYTES``, ``_COST`` and ``KHAALGA_DEFAULT_LIST_SIZE``."""
+    ``_FIELD_REPEATS``, ``_DOCUMENT_BYTES``, ``_COST``, ``_SECONDS`` and
+    ``KHAALGA_DEFAULT_LIST_SIZE``."""
     default = OperationLimits()
     return OperationLimits(
         depth=_int(environ, "KHAALGA_MAX_DEPTH", default.depth),
@@ -155,6 +156,7 @@ def _limits(environ: Mapping[str, str]) -> OperationLimits:
         field_repeats=_int(environ, "KHAALGA_MAX_FIELD_REPEATS", default.field_repeats),
         document_bytes=_int(environ, "KHAALGA_MAX_DOCUMENT_BYTES", default.document_bytes),
         cost=_int(environ, "KHAALGA_MAX_COST", default.cost),
+        seconds=_int(environ, "KHAALGA_MAX_SECONDS", default.seconds),
         default_list_size=_int(environ, "KHAALGA_DEFAULT_LIST_SIZE", default.default_list_size),
     )
 

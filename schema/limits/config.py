@@ -19,5 +19,8 @@ class OperationLimits:
     field_repeats: int = 15
     document_bytes: int = 16_384
     cost: int = 5000
+    # Seconds an operation may run: above one agency call's overall timeout
+    # with a retry, below the ~30 s after which mobile clients give up.
+    seconds: int = 20
     # A list field without ``first`` is assumed to return this many items.
     default_list_size: int = 10

@@ -22,6 +22,7 @@ _NAMES = {
     ),
     "documentBytes": ("document size in bytes", "баримтын хэмжээ (байт)"),
     "cost": ("cost", "өртөг"),
+    "time": ("seconds of execution", "гүйцэтгэх хугацаа (секунд)"),
 }
 
 

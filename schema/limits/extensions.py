@@ -1,6 +1,6 @@
 """Every operation limit as strawberry extension factories, in the order they
 apply: size before parsing, tokens while parsing, the rules in validation,
-cost (and the principal's cost budget) before execution."""
+cost (and the principal's cost budget) before execution, time during it."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from schema.limits.directives import directives_rule
 from schema.limits.document_size import DocumentSizeLimit
 from schema.limits.field_repeats import field_repeats_rule
 from schema.limits.root_fields import root_fields_rule
+from schema.limits.time_budget import TimeBudget
 from schema.limits.tokens import TokenLimit
 from schema.limits.validation import ValidationLimits
 
@@ -35,4 +36,5 @@ def limit_extensions(limits: OperationLimits) -> list[Callable[[], SchemaExtensi
         lambda: TokenLimit(limits.tokens),
         lambda: ValidationLimits(rules),
         lambda: CostLimit(limits.cost, limits.default_list_size),
+        lambda: TimeBudget(limits.seconds),
     ]

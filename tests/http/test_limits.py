@@ -3,15 +3,21 @@ the spec's media type) and says which limit and its maximum."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from connectors.base import BackendRequest, BackendResponse, Connector
+from gateway.app import create_app
+from gateway.db.migrate import upgrade_async
 from gateway.settings import SettingsError, from_env
+from legacy.samples import CITIZENS, sample_form
 from schema.limits.config import OperationLimits
 from tests.http.conftest import Spy, client_for, graphql, settings_for
+from tests.support.gateway import Api, citizen_token
 
 LAND = 'agency(code: "LAND")'
 
@@ -156,3 +162,34 @@ async def test_the_usual_client_queries_fit(dev: httpx.AsyncClient) -> None:
       pageInfo { hasNextPage endCursor } } }"""
     status, body = await graphql(dev, form_page)
     assert status == 200 and "errors" not in body, body
+
+
+class Hanging(Connector):
+    """An agency that never answers."""
+
+    async def send(self, request: BackendRequest) -> BackendResponse:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_the_time_budget_cuts_off_the_slow_root_field_only(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, limits=OperationLimits(seconds=1))
+    await upgrade_async(settings.database_url)
+    app = create_app(settings, connector_overrides={"LAND": Hanging()})
+    service = app.state.services.catalog.service("LAND-001")
+    form = sample_form([f.model_dump(mode="json") for f in service.form])
+    query = """query($form: LandParcelInfoInput!) {
+      landParcelInfo(input: $form) { areaM2 } agency(code: "TAX") { code } }"""
+    token = citizen_token(settings, CITIZENS[0])
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://k") as http,
+    ):
+        body = (await Api(http, token).post(query, {"form": form})).json()
+    assert body["data"] == {"landParcelInfo": None, "agency": {"code": "TAX"}}
+    (error,) = body["errors"]
+    assert error["path"] == ["landParcelInfo"]
+    assert error["extensions"] == {"code": "OPERATION_LIMIT", "limit": "time", "max": 1}
