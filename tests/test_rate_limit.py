@@ -67,6 +67,8 @@ async def test_anonymous_over_its_limit_gets_a_429_problem(api: Api) -> None:
     assert refused.headers["ratelimit"].startswith('"anonymous";r=0;t=')
     assert refused.json()["status"] == 429
     assert "anonymous" in refused.json()["detail"]
+    metrics = (await api.http.get("/metrics")).text
+    assert 'khaalga_rate_limit_rejections_total{policy="anonymous"} 1.0' in metrics
 
 
 async def test_each_citizen_has_a_budget_of_their_own(api: Api) -> None:

@@ -89,6 +89,11 @@ class GatewayMetrics:
             "response cache (hit) or executed (miss)", ["result"], registry=r,
         )  # fmt: skip
         self._cache_series = {x: self.response_cache.labels(x) for x in ("hit", "miss")}
+        self.rate_limited = Counter(
+            "khaalga_rate_limit_rejections", "Requests refused with 429, by the policy that "
+            "refused them (a kind's request or cost budget, or an app's quota)", ["policy"],
+            registry=r,
+        )  # fmt: skip
         self._request_series: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
         self._declare_agencies()
 

@@ -21,6 +21,7 @@ from gateway.observability.logs import access_fields, log_request
 from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.request import RequestInfo
 from gateway.observability.tracing import tracer
+from gateway.rate_limit import BUDGET, RequestBudget
 
 REQUEST_ID = b"x-request-id"
 OTHER_PATH = "other"
@@ -106,6 +107,10 @@ class ObservabilityMiddleware:
             if span is not None:
                 span.set_attribute("graphql.operation.name", info.operation)
                 span.set_attribute("graphql.operation.type", info.operation_type)
+        if status == 429:
+            budget = scope.get(BUDGET)
+            refused = budget.refused if isinstance(budget, RequestBudget) else None
+            self.metrics.rate_limited.labels(refused.policy.name if refused else "other").inc()
         if span is not None:
             span.set_attribute("http.response.status_code", status)
             if status >= 500:
