@@ -39,6 +39,7 @@ from connectors.registry import ConnectorRegistry
 from gateway.applications import FINAL, Status
 from gateway.catalog.loader import Catalog
 from gateway.clock import aware, utcnow
+from gateway.db.locks import write_first
 from gateway.db.tables import Application, ApplicationEvent, OutboxItem
 from gateway.events import ApplicationEvents, MemoryEvents
 
@@ -155,6 +156,7 @@ class DeliveryWorker:
         full = [agency for agency, count in busy.items() if count >= self.per_agency]
         claimed: list[tuple[int, str]] = []
         async with self.sessions.begin() as session:
+            await write_first(session)
             candidates = (
                 await session.execute(
                     select(OutboxItem.id, OutboxItem.agency)
@@ -270,6 +272,7 @@ class DeliveryWorker:
         now = utcnow()
         reason = f"{type(error).__name__}: {error.message}"
         async with self.sessions.begin() as session:
+            await write_first(session)
             item = await session.get(OutboxItem, item_id, with_for_update=True)
             if sent is not None:  # after the row lock, in the same order as a success
                 await append(session, sent, now)
@@ -291,6 +294,7 @@ class DeliveryWorker:
     async def poll_statuses(self) -> int:
         now = utcnow()
         async with self.sessions.begin() as session:
+            await write_first(session)
             due = (
                 await session.scalars(
                     select(Application)
@@ -331,6 +335,7 @@ class DeliveryWorker:
             response = None
         now = utcnow()
         async with self.sessions.begin() as session:
+            await write_first(session)
             app = await session.get(Application, app_id, with_for_update=True)
             if app is None:
                 return

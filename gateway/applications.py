@@ -32,6 +32,7 @@ from auth.audit.model import Access
 from auth.principal import Principal, PrincipalKind
 from gateway.catalog.model import Service
 from gateway.clock import aware, utcnow
+from gateway.db.locks import write_first
 from gateway.db.tables import Application, ApplicationEvent, OutboxItem
 from gateway.group_commit import GroupCommit
 
@@ -255,6 +256,7 @@ class ApplicationStore:
     async def cancel(self, principal: Principal, app_id: str) -> Application | None:
         now = utcnow()
         async with self.sessions.begin() as session:
+            await write_first(session)
             query = self._scope(select(Application).where(Application.id == app_id), principal)
             if await session.scalar(query.with_only_columns(Application.id)) is None:
                 return None

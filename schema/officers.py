@@ -22,6 +22,7 @@ from gateway.applications import Status, encode_cursor
 from gateway.catalog.model import Text
 from gateway.clock import utcnow
 from gateway.db import tables
+from gateway.db.locks import write_first
 from schema import errors
 from schema.access_log import record_application_reads
 from schema.context import Context
@@ -111,6 +112,7 @@ async def _decide(
     principal = context.principal
     now = utcnow()
     async with context.services.store.sessions.begin() as session:
+        await write_first(session)
         query = select(tables.Application).where(
             tables.Application.id == app_id, tables.Application.agency == principal.agency
         )
