@@ -47,6 +47,7 @@ from schema.limits.cost import operation_cost
 from schema.limits.exposure import exposure_extensions
 from schema.limits.extensions import limit_extensions
 from schema.root import build_schema
+from schema.store_errors import StoreUnavailable
 
 DOCUMENT_CACHE_SIZE = 1024  # distinct documents kept validated
 _UNSET = cast(UnsetType, UNSET)  # strawberry types the sentinel as Any
@@ -109,6 +110,9 @@ def schema_extensions(
         *exposure_extensions(
             introspection=settings.introspection_enabled, mask_errors=not settings.development
         ),
+        # Last, so its answer is in place before masking sees the error:
+        # strawberry leaves the extensions' on_operation in reverse order.
+        StoreUnavailable,
     ]
 
 

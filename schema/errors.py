@@ -8,6 +8,8 @@ CONFLICT            idempotency key reused for another service; not cancellable
 AGENCY_UNAVAILABLE  the agency's back end failed transiently; extensions.agency
 AGENCY_REJECTED     the agency refused the request; extensions.agency
 AGENCY_ERROR        the agency's answer did not fit the catalog mapping
+UNAVAILABLE         the gateway's own database failed transiently; retry (a submission with
+                    the same idempotency key is filed once) (schema/store_errors.py)
 
 Raised before any resolver runs (schema/limits, gateway/persisted.py):
 
@@ -66,6 +68,14 @@ def missing_scopes(scopes: list[str]) -> GraphQLError:
 
 def conflict(mn: str, en: str) -> GraphQLError:
     return _error("CONFLICT", mn, en)
+
+
+def unavailable() -> GraphQLError:
+    return _error(
+        "UNAVAILABLE",
+        "Систем түр ачаалалтай байна, дахин оролдоно уу",
+        "The gateway is busy for a moment; please try again",
+    )
 
 
 def from_connector(error: ConnectorError) -> GraphQLError:

@@ -5,16 +5,19 @@ runs the same paths against the real simulators."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import exc as sa_exc
 
 from connectors.base import BackendRequest
 from connectors.memory import MemoryConnector
 from gateway.app import create_app
+from gateway.applications import ApplicationStore
 from gateway.catalog.loader import Catalog
 from gateway.settings import ROOT, Settings
 from legacy.fakedata import fake_value
@@ -235,6 +238,36 @@ async def test_same_idempotency_key_gives_one_application(api: Api, catalog: Cat
     variables = {"code": code, "form": form, "key": "once"}
     results = await asyncio.gather(*(alice.data(SUBMIT, variables) for _ in range(8)))
     assert len({r["submitApplication"]["application"]["id"] for r in results}) == 1
+    assert (await alice.data(MINE, {"first": 1}))["myApplications"]["totalCount"] == 1
+
+
+async def test_a_busy_database_is_a_typed_retryable_error_and_the_retry_files_once(
+    api: Api, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = as_citizen(api, ALICE)
+    code = next(s.code for s in catalog.services() if s.kind.value == "APPLICATION")
+    form = sample_form((await form_of(api, code))["form"]["fields"], ALICE)
+    variables = {"code": code, "form": form, "key": "busy"}
+
+    async def locked(*_: object, **__: object) -> None:
+        # What SQLAlchemy raises when SQLite's write lock outlasts the busy timeout.
+        statement = "INSERT INTO applications (id, citizen, form) VALUES (?, ?, ?)"
+        raise sa_exc.OperationalError(
+            statement, None, sqlite3.OperationalError("database is locked")
+        )
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ApplicationStore, "submit", locked)
+        body = await alice.gql(SUBMIT, variables)
+    (error,) = body["errors"]
+    assert error["extensions"] == {"code": "UNAVAILABLE"}
+    assert error["path"] == ["submitApplication"]
+    assert "try again" in error["message"] and "дахин оролдоно уу" in error["message"]
+    # Neither the statement nor the tables reach the client, even in development.
+    assert "INSERT" not in error["message"] and "applications" not in error["message"]
+    assert (await alice.data(MINE, {"first": 1}))["myApplications"]["totalCount"] == 0
+    retried = await asyncio.gather(*(alice.data(SUBMIT, variables) for _ in range(2)))
+    assert len({r["submitApplication"]["application"]["id"] for r in retried}) == 1
     assert (await alice.data(MINE, {"first": 1}))["myApplications"]["totalCount"] == 1
 
 

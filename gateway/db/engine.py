@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -36,5 +39,32 @@ def create_engine(url: str) -> AsyncEngine:
     )
 
 
+class SerialWriters(async_sessionmaker[AsyncSession]):
+    """SQLite sessions whose write transactions (``begin()``) take turns.
+
+    SQLite has one write lock per database, and a writer waiting for it is
+    left to the busy handler, which sleeps and retries with no queue: under
+    load (20 deliveries, the status loop and group commits writing side by
+    side) one writer can lose every race until its busy timeout runs out and
+    a citizen's submission fails with "database is locked". An in-process
+    FIFO lock makes the wait fair; the busy timeout stays as the backstop
+    for other processes (the CLI, a separate worker). Reads (``__call__``)
+    do not queue: WAL lets them run beside the writer.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        super().__init__(engine, expire_on_commit=False)
+        self._turn = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncSession]:  # type: ignore[override]
+        # Callers only ever use begin() as an async context manager, which
+        # this is; the base class's concrete return type is private.
+        async with self._turn, super().begin() as session:
+            yield session
+
+
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    if engine.dialect.name == "sqlite":
+        return SerialWriters(engine)
     return async_sessionmaker(engine, expire_on_commit=False)
