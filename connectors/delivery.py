@@ -288,6 +288,10 @@ class DeliveryWorker:
             else:
                 delay = backoff(item.attempts, self.backoff_base)
                 item.next_attempt_at = now + dt.timedelta(seconds=delay)
+                log.info(
+                    "outbox item %s attempt %d failed, retry in %.1fs: %s",
+                    item_id, item.attempts, delay, reason,
+                )  # fmt: skip
 
     # -- status flowing back ------------------------------------------------
 

@@ -429,15 +429,17 @@ async def test_database_locked_is_unavailable(env: Env) -> None:
 
 async def test_overall_time_limit_is_timeout(env: Env) -> None:
     # The lock outlasts the whole budget (but not the lock timeout): the answer never comes.
+    # total: room for the first call's connect and table reflection on a busy
+    # machine; the lock timeout (read) is far beyond both it and the bound.
     svc = service(env.agency, ServiceKind.LOOKUP)
-    patient = env.connect(timeouts=Timeouts(connect=3.0, read=3.0, total=0.5))
+    patient = env.connect(timeouts=Timeouts(connect=3.0, read=10.0, total=1.5))
     assert (await patient.send(lookup(env.agency, payload_for(svc, CITIZENS[0])))).data
     env.sim.faults.down = True
     await env.sim.apply_faults()
     started = time.monotonic()
     with pytest.raises(BackendTimeout):
         await patient.send(lookup(env.agency, payload_for(svc, CITIZENS[0])))
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 5.0
     env.sim.faults.reset()
     await env.sim.apply_faults()
     assert (await patient.send(lookup(env.agency, payload_for(svc, CITIZENS[0])))).data
