@@ -14,8 +14,6 @@ and operators see them, never the citizen named in them nor an officer.
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
 import hashlib
 import uuid
 from collections.abc import Sequence
@@ -30,8 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from auth.audit.chain import append_all
 from auth.audit.model import Access
 from auth.principal import Principal, PrincipalKind
+from gateway import keyset_cursor
 from gateway.catalog.model import Service
-from gateway.clock import aware, utcnow
+from gateway.clock import utcnow
 from gateway.db.locks import write_first
 from gateway.db.tables import Application, ApplicationEvent, OutboxItem
 from gateway.group_commit import GroupCommit
@@ -73,16 +72,7 @@ class Page:
 
 
 def encode_cursor(app: Application) -> str:
-    raw = f"{aware(app.submitted_at).isoformat()}|{app.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[dt.datetime, str] | None:
-    try:
-        at, _, app_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return dt.datetime.fromisoformat(at), app_id
-    except (ValueError, UnicodeDecodeError):
-        return None
+    return keyset_cursor.encode(app.submitted_at, app.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +230,7 @@ class ApplicationStore:
         async with self.sessions() as session:
             total = await session.scalar(select(func.count()).select_from(base.subquery())) or 0
             query = base
-            cursor = _decode_cursor(after) if after else None
+            cursor = keyset_cursor.decode(after) if after else None
             if cursor is not None:
                 at, app_id = cursor
                 query = query.where(

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 
 import pytest
-from sqlalchemy import select, update
 
 from connectors.base import BackendRequest, BackendResponse
 from connectors.delivery import DeliveryWorker, idempotency_key, replay
@@ -19,8 +16,9 @@ from connectors.registry import ConnectorRegistry
 from gateway.applications import ApplicationStore, Status
 from gateway.catalog.loader import Catalog
 from gateway.db.engine import create_engine, session_factory
-from gateway.db.tables import Application, OutboxItem
+from gateway.db.tables import Application
 from tests.factories import agency
+from tests.support.delivery import DeliveryRig
 
 AGENCY = agency("TEST")
 CATALOG = Catalog((AGENCY,))
@@ -28,25 +26,10 @@ SERVICE = AGENCY.services[0]
 FORM = {"registerNumber": "УБ99010112", "phone": "99112233", "area": 10, "district": "KHAN_UUL"}
 
 
-@dataclass
-class Rig:
-    store: ApplicationStore
-    backend: MemoryConnector
-    registry: ConnectorRegistry
-
+class Rig(DeliveryRig):
     def worker(self, **kwargs: float) -> DeliveryWorker:
         options = {"backoff_base": 0.01, "status_interval": 0.01, **kwargs}
         return DeliveryWorker(self.store.sessions, CATALOG, self.registry, **options)  # type: ignore[arg-type]
-
-    async def outbox(self) -> OutboxItem:
-        async with self.store.sessions() as session:
-            return (await session.scalars(select(OutboxItem))).one()
-
-    async def app(self, app_id: str) -> Application:
-        async with self.store.sessions() as session:
-            found = await session.get(Application, app_id)
-            assert found is not None
-            return found
 
 
 @pytest.fixture
@@ -105,10 +88,7 @@ async def test_attempts_are_capped(rig: Rig) -> None:
     worker = rig.worker(max_attempts=3)
     rig.backend.fail_with = BackendUnavailable("TEST", "down")
     for _ in range(3):
-        async with rig.store.sessions.begin() as session:
-            await session.execute(
-                update(OutboxItem).values(next_attempt_at=dt.datetime(2000, 1, 1))
-            )
+        await rig.due_again()
         await worker.deliver_due()
     assert (await rig.outbox()).state == "DEAD"
 

@@ -5,12 +5,11 @@ only the sandbox registry and are never logged."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from auth.audit.model import ActorKind, Purpose
 from auth.audit.record import access_by
@@ -23,8 +22,9 @@ from connectors.registry import ConnectorRegistry
 from gateway.applications import ApplicationStore, Status
 from gateway.catalog.loader import Catalog
 from gateway.db.engine import create_engine, session_factory
-from gateway.db.tables import AccessEvent, Application, OutboxItem
+from gateway.db.tables import AccessEvent
 from tests.factories import agency
+from tests.support.delivery import DeliveryRig
 
 AGENCY = agency("TEST")
 CATALOG = Catalog((AGENCY,))
@@ -34,10 +34,7 @@ FORM = {"registerNumber": CITIZEN, "phone": "99112233", "area": 10, "district": 
 
 
 @dataclass
-class Rig:
-    store: ApplicationStore
-    backend: MemoryConnector
-    registry: ConnectorRegistry
+class Rig(DeliveryRig):
     sandbox: ConnectorRegistry
 
     def worker(self, sandbox: bool = True) -> DeliveryWorker:
@@ -50,22 +47,6 @@ class Rig:
         async with self.store.sessions() as session:
             return list(
                 (await session.scalars(select(AccessEvent).order_by(AccessEvent.seq))).all()
-            )
-
-    async def outbox(self) -> OutboxItem:
-        async with self.store.sessions() as session:
-            return (await session.scalars(select(OutboxItem))).one()
-
-    async def app(self, app_id: str) -> Application:
-        async with self.store.sessions() as session:
-            found = await session.get(Application, app_id)
-            assert found is not None
-            return found
-
-    async def due_again(self) -> None:
-        async with self.store.sessions.begin() as session:
-            await session.execute(
-                update(OutboxItem).values(next_attempt_at=dt.datetime(2000, 1, 1))
             )
 
     def sandbox_requests(self) -> int:

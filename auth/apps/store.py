@@ -8,7 +8,6 @@ never has to upgrade a reading transaction to a writing one.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import re
 import secrets
@@ -30,6 +29,7 @@ from auth.apps.model import (
     WrongStatus,
 )
 from auth.principal import Principal, PrincipalKind, Quota
+from gateway import keyset_cursor
 from gateway.clock import aware, utcnow
 from gateway.db.tables import DeveloperApp, DeveloperAppSecret
 
@@ -48,20 +48,12 @@ class AppPage:
 
 
 def encode_cursor(app: App) -> str:
-    raw = f"{_CURSOR}{aware(app.created_at).isoformat()}|{app.client_id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode()
+    return keyset_cursor.encode(app.created_at, app.client_id, tag=_CURSOR)
 
 
 def decode_cursor(cursor: str) -> tuple[dt.datetime, str] | None:
     """``None`` when the cursor is not one of ours."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor.encode()).decode()
-        at, _, client_id = raw.removeprefix(_CURSOR).partition("|")
-        if not raw.startswith(_CURSOR) or not client_id:
-            return None
-        return dt.datetime.fromisoformat(at), client_id
-    except (ValueError, UnicodeDecodeError):
-        return None
+    return keyset_cursor.decode(cursor, tag=_CURSOR)
 
 
 def _app(row: DeveloperApp) -> App:
