@@ -28,6 +28,7 @@ from connectors.mapping import to_backend
 from gateway.catalog.loader import load_catalog
 from gateway.catalog.validation import validate_form
 from gateway.cli import SERVER_IO
+from gateway.heap import settle_heap
 from gateway.settings import Settings, from_env
 
 ASYNCIO_IO: dict[str, Any] = {"loop": "asyncio", "http": "h11"}
@@ -102,6 +103,7 @@ def main() -> None:
         app = direct_app(bench_settings())
     else:
         app = gateway_app(bench_settings())
+    settle_heap()  # as ``khaalga serve`` does, for every kind: only the app differs
     # The same server settings for all three, so only the app differs: those
     # of ``khaalga serve`` (uvloop, httptools), or the pure-Python asyncio
     # loop and h11 when the run measures what those two bring.

@@ -16,6 +16,7 @@ import uvicorn
 
 from auth.apps.cli import apps
 from gateway.catalog.loader import Catalog, CatalogError, load_catalog
+from gateway.heap import settle_heap
 from gateway.settings import Settings, SettingsError, from_env
 
 # uvloop's event loop and httptools' HTTP parser (C; both come with
@@ -73,6 +74,7 @@ def dev(base_port: int, review_seconds: float) -> None:
     simulators = _start_simulators(settings, workdir, base_port, review_seconds)
     try:
         app = create_app(settings)
+        settle_heap()
         url = f"http://{settings.host}:{settings.port}/graphql"
         click.echo(
             f"\nKhaalga serves {sum(1 for _ in catalog.services())} services of "
@@ -128,8 +130,10 @@ def serve() -> None:
 
     settings = _settings()
     _catalog(settings)
+    app = create_app(settings)
+    settle_heap()
     uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port,
+        app, host=settings.host, port=settings.port,
         proxy_headers=True, log_level="info", access_log=False, **SERVER_IO,
     )  # fmt: skip
 
