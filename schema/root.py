@@ -34,6 +34,7 @@ from schema.access_log import AccessLogQuery, record_application_list, record_ap
 from schema.apps import AppsMutation, AppsQuery
 from schema.catalog_view import CatalogView
 from schema.generated import service_fields
+from schema.limits.time_budget import bound_root_fields
 from schema.me import MeQuery
 from schema.officers import OfficerMutation, OfficerQuery
 from schema.outbox import OutboxQuery
@@ -304,6 +305,10 @@ def build_schema(
     deny_unguarded(query)  # deny by default: a root field nobody gave a policy is closed
     deny_unguarded(mutation)
     deny_unguarded(Subscription)
+    # After the policies, so the deadline is outermost; never on Subscription,
+    # whose streams are meant to stay open.
+    bound_root_fields(query)
+    bound_root_fields(mutation)
     config = StrawberryConfig(disable_field_suggestions=hide_suggestions)
     return KhaalgaSchema(
         query=query,

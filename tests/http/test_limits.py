@@ -4,18 +4,23 @@ the spec's media type) and says which limit and its maximum."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import strawberry
 
 from connectors.base import BackendRequest, BackendResponse, Connector
 from gateway.app import create_app
+from gateway.catalog.loader import Catalog
 from gateway.db.migrate import upgrade_async
 from gateway.settings import SettingsError, from_env
 from legacy.samples import CITIZENS, sample_form
 from schema.limits.config import OperationLimits
+from schema.limits.time_budget import RootFieldDeadline, TimeBudget, bound_root_fields
+from schema.root import KhaalgaSchema, build_schema
 from tests.http.conftest import Spy, client_for, graphql, settings_for
 from tests.support.gateway import Api, citizen_token
 
@@ -193,3 +198,60 @@ async def test_the_time_budget_cuts_off_the_slow_root_field_only(tmp_path: Path)
     (error,) = body["errors"]
     assert error["path"] == ["landParcelInfo"]
     assert error["extensions"] == {"code": "OPERATION_LIMIT", "limit": "time", "max": 1}
+
+
+@strawberry.type
+class Later:
+    @strawberry.field
+    async def value(self) -> int:
+        await asyncio.sleep(0.01)
+        return 2
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    async def slow(self) -> int | None:
+        await asyncio.sleep(0.01)
+        return 1
+
+    @strawberry.field
+    def quick(self) -> Later:
+        return Later()
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription
+    async def ticks(self) -> AsyncGenerator[int, None]:
+        for tick in range(2):
+            await asyncio.sleep(0.01)
+            yield tick
+
+
+async def test_the_time_budget_bounds_root_fields_not_what_is_below_them() -> None:
+    # A budget of 0 is spent at the first await: whatever is bounded is cut.
+    bound_root_fields(Query)
+    schema = KhaalgaSchema(Query, subscription=Subscription, extensions=[lambda: TimeBudget(0)])
+    result = await schema.execute("{ slow quick { value } }")
+    assert result.data == {"slow": None, "quick": {"value": 2}}
+    assert result.errors is not None
+    (error,) = result.errors
+    assert error.path == ["slow"]
+    assert error.extensions == {"code": "OPERATION_LIMIT", "limit": "time", "max": 0}
+    stream = await schema.subscribe("subscription { ticks }")
+    assert not isinstance(stream, strawberry.types.ExecutionResult)
+    ticks = [(r.data, r.errors) async for r in stream]
+    assert ticks == [({"ticks": 0}, None), ({"ticks": 1}, None)]
+
+
+def test_the_time_budget_is_on_each_query_and_mutation_root_field_once(catalog: Catalog) -> None:
+    # Root types share their base classes' field objects between builds.
+    build_schema(catalog)
+    schema = build_schema(catalog)
+    for root, bounded in ((schema.query, True), (schema.mutation, True),
+                          (schema.subscription, False)):  # fmt: skip
+        for field in root.__strawberry_definition__.fields:
+            deadlines = [e for e in field.extensions if isinstance(e, RootFieldDeadline)]
+            assert len(deadlines) == bounded, field.name
+            assert not bounded or field.extensions[-1] is deadlines[0], field.name
