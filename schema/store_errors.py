@@ -1,8 +1,9 @@
 """The gateway's own database failing transiently answers ``UNAVAILABLE``.
 
 SQLite's write lock held past the busy timeout, PostgreSQL unreachable, over
-its lock timeout or out of pooled connections: none of these is the client's
-fault or a bug, and the client may retry; a submission retried with the same
+its lock timeout or out of pooled connections (connectors/sql_failures.py
+tells these from the rest): none of these is the client's fault or a bug,
+and the client may retry; a submission retried with the same
 idempotency key is filed once. Without this the error would be "unexpected":
 masked in production and, in development, SQLAlchemy's text (the statement,
 table names) shown whole. This is strawberry's MaskErrors, which already
@@ -16,16 +17,19 @@ from graphql import GraphQLError
 from sqlalchemy import exc as sa_exc
 from strawberry.extensions import MaskErrors
 
+from connectors.sql_failures import classify
 from schema import errors
-
-# OperationalError: locked, connection lost, lock or statement timeout.
-# InterfaceError: the driver's connection is unusable. TimeoutError: the pool
-# had no connection to lend in time.
-_TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
 
 
 def is_store_unavailable(error: GraphQLError) -> bool:
-    return isinstance(error.original_error, _TRANSIENT)
+    original = error.original_error
+    if isinstance(original, sa_exc.TimeoutError):
+        return True  # the pool had no connection to lend in time
+    if isinstance(original, sa_exc.DBAPIError):
+        # Only what is known to pass: SQLite's "no such table" is an
+        # OperationalError too, and a bug must not read "try again".
+        return original.connection_invalidated or classify(original) in ("unavailable", "timeout")
+    return False
 
 
 class StoreUnavailable(MaskErrors):
