@@ -14,6 +14,7 @@ and operators see them, never the citizen named in them nor an officer.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import uuid
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, and_, false, func, insert, or_, select
+from sqlalchemy import Select, false, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -73,6 +74,11 @@ class Page:
 
 def encode_cursor(app: Application) -> str:
     return keyset_cursor.encode(app.submitted_at, app.id)
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, str] | None:
+    """``None`` when the cursor is not one ``encode_cursor`` made."""
+    return keyset_cursor.decode(cursor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,25 +228,20 @@ class ApplicationStore:
             return (await session.scalars(query)).first()
 
     async def list(
-        self, principal: Principal, status: Status | None, first: int, after: str | None
+        self,
+        principal: Principal,
+        status: Status | None,
+        first: int,
+        after: tuple[dt.datetime, str] | None,
     ) -> Page:
+        """Newest first, from just past ``after`` (``decode_cursor``)."""
         base = self._scope(select(Application), principal)
         if status is not None:
             base = base.where(Application.status == status)
         async with self.sessions() as session:
             total = await session.scalar(select(func.count()).select_from(base.subquery())) or 0
-            query = base
-            cursor = keyset_cursor.decode(after) if after else None
-            if cursor is not None:
-                at, app_id = cursor
-                query = query.where(
-                    or_(
-                        Application.submitted_at < at,
-                        and_(Application.submitted_at == at, Application.id < app_id),
-                    )
-                )
-            query = query.order_by(Application.submitted_at.desc(), Application.id.desc())
-            rows = list((await session.scalars(query.limit(first + 1))).all())
+            query = keyset_cursor.page(base, Application.submitted_at, Application.id, after, first)
+            rows = list((await session.scalars(query)).all())
         return Page(rows[:first], int(total), len(rows) > first)
 
     async def cancel(self, principal: Principal, app_id: str) -> Application | None:

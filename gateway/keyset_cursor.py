@@ -1,5 +1,6 @@
 """Opaque cursors for keyset pagination: a row's place in a newest-first list
-as its time and its id (the tie-break when two rows share a time).
+as its time and its id (the tie-break when two rows share a time), and the
+query for the page after such a place.
 
 Clients keep cursors between requests, so the encoding must not change:
 URL-safe base64 of ``<tag><ISO time>|<id>``. The tag tells one list's
@@ -10,8 +11,14 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, and_, or_
+from sqlalchemy.orm import QueryableAttribute
 
 from gateway.clock import aware
+
+S = TypeVar("S", bound=Select[Any])
 
 
 def encode(at: dt.datetime, key: str, *, tag: str = "") -> str:
@@ -29,3 +36,18 @@ def decode(cursor: str, *, tag: str = "") -> tuple[dt.datetime, str] | None:
         return dt.datetime.fromisoformat(at), key
     except (ValueError, UnicodeDecodeError):
         return None
+
+
+def page(
+    query: S,
+    at: QueryableAttribute[dt.datetime],
+    key: QueryableAttribute[str],
+    after: tuple[dt.datetime, str] | None,
+    first: int,
+) -> S:
+    """``query``'s rows newest first, from just past ``after``: one more row
+    than ``first``, which tells the caller whether a next page exists."""
+    if after is not None:
+        last_at, last_key = after
+        query = query.where(or_(at < last_at, and_(at == last_at, key < last_key)))
+    return query.order_by(at.desc(), key.desc()).limit(first + 1)

@@ -21,14 +21,12 @@ from auth.audit.record import access_by
 from auth.audit.verify import verify
 from auth.permissions import CitizenOnly, OperatorOnly
 from auth.principal import PrincipalKind
-from gateway.catalog.model import Text
 from gateway.clock import aware
 from gateway.db import tables
-from schema import errors
+from schema import paging
 from schema.context import Context
 from schema.types import PageInfo
 
-MAX_PAGE = 500
 _PREFIX = "seq:"
 ActorKind = strawberry.enum(ActorKindModel, description="Who touched the data")
 AccessPurpose = strawberry.enum(PurposeModel, name="AccessPurpose", description="Why")
@@ -39,8 +37,6 @@ _READ_PURPOSE = {
     PrincipalKind.OPERATOR: PurposeModel.OPERATIONS,
     PrincipalKind.APP: PurposeModel.FOLLOW_UP,  # only ever an application it filed
 }
-_BAD_CURSOR = Text(mn="Хуудасны заагч буруу", en="The cursor is not valid")
-_BAD_FIRST = Text(mn=f"0-{MAX_PAGE} хооронд байна", en=f"Must be between 0 and {MAX_PAGE}")
 
 
 @strawberry.type(description="One read or write of your data / Таны мэдээлэлд хандсан нэг удаа")
@@ -111,16 +107,13 @@ def _cursor(seq: int) -> str:
     return base64.urlsafe_b64encode(f"{_PREFIX}{seq}".encode()).decode()
 
 
-def _after(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
+def _seq(cursor: str) -> int | None:
+    """The ``seq`` the cursor names; ``None`` when it is not one of ours."""
     try:
         raw = base64.urlsafe_b64decode(cursor.encode()).decode()
-        if raw.startswith(_PREFIX):
-            return int(raw.removeprefix(_PREFIX))
+        return int(raw.removeprefix(_PREFIX)) if raw.startswith(_PREFIX) else None
     except (ValueError, UnicodeDecodeError):
-        pass
-    raise errors.bad_user_input({"after": _BAD_CURSOR})
+        return None
 
 
 @strawberry.type
@@ -132,22 +125,21 @@ class AccessLogQuery:
     async def my_data_access_log(
         self, info: strawberry.Info, first: int = 20, after: str | None = None
     ) -> AccessEventConnection:
-        if first < 0 or first > MAX_PAGE:
-            raise errors.bad_user_input({"first": _BAD_FIRST})
+        size = paging.page_size(first, 20)
+        before = paging.position(after, _seq)
         citizen = info.context.principal.subject
-        before = _after(after)
         mine = select(tables.AccessEvent).where(tables.AccessEvent.citizen == citizen)
         page = mine if before is None else mine.where(tables.AccessEvent.seq < before)
         async with info.context.services.store.sessions() as session:
             total = await session.scalar(select(func.count()).select_from(mine.subquery()))
-            query = page.order_by(tables.AccessEvent.seq.desc()).limit(first + 1)
+            query = page.order_by(tables.AccessEvent.seq.desc()).limit(size + 1)
             rows = list((await session.scalars(query)).all())
-        shown = rows[:first]
+        shown = rows[:size]
         return AccessEventConnection(
             total_count=int(total or 0),
             nodes=[_event(row) for row in shown],
             page_info=PageInfo(
-                has_next_page=len(rows) > first,
+                has_next_page=len(rows) > size,
                 has_previous_page=before is not None,
                 start_cursor=_cursor(shown[0].seq) if shown else None,
                 end_cursor=_cursor(shown[-1].seq) if shown else None,

@@ -21,15 +21,11 @@ from auth.apps.rules import grace_problem, quota_problems, registration_problems
 from auth.apps.store import AppPage, AppStore, decode_cursor, encode_cursor
 from auth.permissions import DeveloperOrOperator, OperatorOnly
 from auth.principal import Principal, PrincipalKind, Quota
-from gateway.catalog.model import Text
-from schema import errors
+from schema import errors, paging
 from schema.context import Context
 from schema.types import PageInfo
 
 T = TypeVar("T")
-MAX_PAGE = 500
-_BAD_FIRST = Text(mn=f"0-{MAX_PAGE} хооронд байна", en=f"Must be between 0 and {MAX_PAGE}")
-_BAD_CURSOR = Text(mn="Хуудасны заагч буруу", en="The cursor is not valid")
 
 AppStatus = strawberry.enum(
     model.AppStatus, description="PENDING (awaiting an operator), ACTIVE, SUSPENDED, REVOKED"
@@ -151,17 +147,6 @@ def _connection(page: AppPage, after: str | None) -> AppConnection:
     )
 
 
-def _paging(first: int, after: str | None) -> tuple[dt.datetime, str] | None:
-    if first < 0 or first > MAX_PAGE:
-        raise errors.bad_user_input({"first": _BAD_FIRST})
-    if after is None:
-        return None
-    position = decode_cursor(after)
-    if position is None:
-        raise errors.bad_user_input({"after": _BAD_CURSOR})
-    return position
-
-
 async def _changed(action: Callable[[], Awaitable[T]]) -> T:
     """A store change, its refusals turned into GraphQL errors."""
     try:
@@ -196,9 +181,10 @@ class AppsQuery:
     async def my_apps(
         self, info: strawberry.Info, first: int = 20, after: str | None = None
     ) -> AppConnection:
-        position = _paging(first, after)
+        size = paging.page_size(first, 20)
+        position = paging.position(after, decode_cursor)
         page = await _store(info.context).list(
-            owner=info.context.principal, first=first, after=position
+            owner=info.context.principal, first=size, after=position
         )
         return _connection(page, after)
 
@@ -213,9 +199,10 @@ class AppsQuery:
         first: int = 20,
         after: str | None = None,
     ) -> AppConnection:
-        position = _paging(first, after)
+        size = paging.page_size(first, 20)
+        position = paging.position(after, decode_cursor)
         page = await _store(info.context).list(
-            status=model.AppStatus(status) if status else None, first=first, after=position
+            status=model.AppStatus(status) if status else None, first=size, after=position
         )
         return _connection(page, after)
 

@@ -18,17 +18,16 @@ from auth.audit.chain import append
 from auth.audit.model import Purpose
 from auth.audit.record import access_by
 from auth.permissions import OfficerOnly
-from gateway.applications import Status, encode_cursor
+from gateway.applications import Status, decode_cursor, encode_cursor
 from gateway.catalog.model import Text
 from gateway.clock import utcnow
 from gateway.db import tables
 from gateway.db.locks import write_first
-from schema import errors
+from schema import errors, paging
 from schema.access_log import record_application_reads
 from schema.context import Context
 from schema.types import Application, ApplicationStatus, PageInfo
 
-MAX_PAGE = 500
 MAX_NOTE = 2000
 # The decisions an officer may take from each status. DELIVERED and
 # SUBMITTED both mean "not looked at yet"; final statuses take none.
@@ -39,7 +38,6 @@ NEXT: dict[Status, frozenset[Status]] = {
     Status.NEEDS_INFO: frozenset({Status.IN_REVIEW, Status.REJECTED}),
     Status.APPROVED: frozenset({Status.ISSUED}),
 }
-_BAD_FIRST = Text(mn=f"0-{MAX_PAGE} хооронд байна", en=f"Must be between 0 and {MAX_PAGE}")
 _LONG_NOTE = Text(mn=f"{MAX_NOTE} тэмдэгтээс ихгүй", en=f"At most {MAX_NOTE} characters")
 
 
@@ -69,11 +67,11 @@ class OfficerQuery:
         first: int = 20,
         after: str | None = None,
     ) -> CaseFileConnection:
-        if first < 0 or first > MAX_PAGE:
-            raise errors.bad_user_input({"first": _BAD_FIRST})
+        size = paging.page_size(first, 20)
+        position = paging.position(after, decode_cursor)
         context: Context = info.context
         page = await context.services.store.list(
-            context.principal, Status(status) if status else None, first, after
+            context.principal, Status(status) if status else None, size, position
         )
         await record_application_reads(context, page.items, with_form=True)
         nodes = [

@@ -24,12 +24,12 @@ from auth.permissions import (
 )
 from auth.permissions.enforce import deny_unguarded, guard
 from auth.principal import PrincipalKind
-from gateway.applications import NotCancellable, Status, encode_cursor
+from gateway.applications import NotCancellable, Status, decode_cursor, encode_cursor
 from gateway.catalog.loader import Catalog
 from gateway.catalog.model import Service as ServiceModel
 from gateway.catalog.model import ServiceKind as ServiceKindModel
 from gateway.catalog.model import Text
-from schema import errors, operations
+from schema import errors, operations, paging
 from schema.access_log import AccessLogQuery, record_application_list, record_application_reads
 from schema.apps import AppsMutation, AppsQuery
 from schema.catalog_view import CatalogView
@@ -53,7 +53,6 @@ from schema.types import (
     SubmitApplicationPayload,
 )
 
-MAX_PAGE = 500
 _WORD = re.compile(r"\w+")
 
 
@@ -76,29 +75,17 @@ def _offset_cursor(index: int) -> str:
     return base64.urlsafe_b64encode(f"offset:{index}".encode()).decode()
 
 
-def _offset(cursor: str | None) -> int:
-    if not cursor:
-        return 0
+def _offset(cursor: str) -> int | None:
+    """The index of the row the cursor names; ``None`` when it names none."""
     try:
         kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-        if kind == "offset":
-            return int(value) + 1
+        index = int(value)
     except (ValueError, UnicodeDecodeError):
-        pass
-    raise errors.bad_user_input({"after": _BAD_CURSOR})
+        return None
+    return index if kind == "offset" and index >= 0 else None
 
 
-def _page_size(first: int | None, default: int) -> int:
-    if first is None:
-        return default
-    if first < 0 or first > MAX_PAGE:
-        raise errors.bad_user_input({"first": _BAD_FIRST})
-    return first
-
-
-_BAD_CURSOR = Text(mn="Хуудасны заагч буруу", en="The cursor is not valid")
 _NOT_OBJECT = Text(mn="JSON объект байх ёстой", en="Must be a JSON object")
-_BAD_FIRST = Text(mn=f"0-{MAX_PAGE} хооронд байна", en=f"Must be between 0 and {MAX_PAGE}")
 
 
 @strawberry.type
@@ -135,8 +122,10 @@ class BaseQuery:
                 chosen = [s for s in chosen if s.kind == filter.kind]
             if filter.search:
                 chosen = [s for s in chosen if _matches(s, filter.search)]
-        start = _offset(after)
-        size = _page_size(first, 50)
+        # An empty cursor has always meant the first page here.
+        last = paging.position(after or None, _offset)
+        start = 0 if last is None else last + 1
+        size = paging.page_size(first, 50)
         window = chosen[start : start + size]
         edges = [
             ServiceEdge(cursor=_offset_cursor(start + i), node=view.services[s.code])
@@ -182,8 +171,9 @@ class BaseQuery:
         after: str | None = None,
     ) -> ApplicationConnection:
         principal = operations.require_citizen(info.context)
-        size = _page_size(first, 20)
-        page = await info.context.services.store.list(principal, status, size, after)
+        size = paging.page_size(first, 20)
+        position = paging.position(after, decode_cursor)
+        page = await info.context.services.store.list(principal, status, size, position)
         await record_application_list(info.context)
         edges = [
             ApplicationEdge(cursor=encode_cursor(a), node=Application.of(a)) for a in page.items

@@ -36,6 +36,9 @@ INTROSPECT = """{ __type(name: "%s") {
   fields { name args { name type { kind ofType { name } } } } } }"""
 MINE = """query($first: Int) {
   myApplications(first: $first) { totalCount edges { node { id } } } }"""
+MINE_PAGE = """query($first: Int, $after: String) {
+  myApplications(first: $first, after: $after) { edges { node { id } }
+    pageInfo { hasNextPage hasPreviousPage endCursor } } }"""
 
 
 def fake_answers(catalog: Catalog) -> dict[str, MemoryConnector]:
@@ -270,6 +273,16 @@ async def test_a_busy_database_is_a_typed_retryable_error_and_the_retry_files_on
     assert len({r["submitApplication"]["application"]["id"] for r in retried}) == 1
     assert (await alice.data(MINE, {"first": 1}))["myApplications"]["totalCount"] == 1
 
+    async def broken(*_: object, **__: object) -> None:
+        # Also an OperationalError on SQLite, but a bug: "try again" would mislead.
+        missing = sqlite3.OperationalError("no such table: applications")
+        raise sa_exc.OperationalError("INSERT INTO applications", None, missing)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ApplicationStore, "submit", broken)
+        (error,) = (await alice.gql(SUBMIT, variables | {"key": "bug"}))["errors"]
+    assert error.get("extensions", {}).get("code") != "UNAVAILABLE"
+
 
 async def test_a_second_citizen_can_neither_read_nor_list(api: Api, catalog: Catalog) -> None:
     alice, bob = as_citizen(api, ALICE), as_citizen(api, BOB)
@@ -283,6 +296,30 @@ async def test_a_second_citizen_can_neither_read_nor_list(api: Api, catalog: Cat
     agency = code.split("-")[0]
     officer = api.as_(officer_token(api.settings, agency))  # type: ignore[attr-defined]
     assert (await officer.data(query, {"id": app_id}))["application"]["id"] == app_id
+
+
+async def test_my_applications_page_by_cursor_and_refuse_a_bad_one(
+    api: Api, catalog: Catalog
+) -> None:
+    alice = as_citizen(api, ALICE)
+    filed = {(await first_application(api, alice, catalog))[1] for _ in range(3)}
+    first = (await alice.data(MINE_PAGE, {"first": 2}))["myApplications"]
+    assert first["pageInfo"]["hasNextPage"] and not first["pageInfo"]["hasPreviousPage"]
+    after = {"first": 2, "after": first["pageInfo"]["endCursor"]}
+    rest = (await alice.data(MINE_PAGE, after))["myApplications"]
+    assert rest["pageInfo"]["hasPreviousPage"] and not rest["pageInfo"]["hasNextPage"]
+    seen = [e["node"]["id"] for e in first["edges"] + rest["edges"]]
+    assert len(seen) == 3 and set(seen) == filed
+    # A corrupted cursor, or another list's, is refused: never page one again.
+    app_cursor = "YXBwOjIwMjUtMDEtMDF8eA=="  # "app:<time>|x", a developer app's
+    for cursor in ("bm9wZQ==", "not a cursor", app_cursor):
+        body = await alice.gql(MINE_PAGE, {"first": 2, "after": cursor})
+        assert body["data"] is None
+        error = body["errors"][0]
+        assert error["extensions"]["code"] == "BAD_USER_INPUT"
+        assert error["extensions"]["fields"] == {
+            "after": {"mn": "Хуудасны заагч буруу", "en": "The cursor is not valid"}
+        }
 
 
 async def test_cancel_before_review(api: Api, catalog: Catalog) -> None:

@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth.apps import secrets as client_secrets
@@ -182,17 +182,10 @@ class AppStore:
             )
         async with self.sessions() as session:
             total = await session.scalar(select(func.count()).select_from(base.subquery())) or 0
-            query = base
-            if after is not None:
-                at, client_id = after
-                query = query.where(
-                    or_(
-                        DeveloperApp.created_at < at,
-                        and_(DeveloperApp.created_at == at, DeveloperApp.client_id < client_id),
-                    )
-                )
-            query = query.order_by(DeveloperApp.created_at.desc(), DeveloperApp.client_id.desc())
-            rows = list((await session.scalars(query.limit(first + 1))).all())
+            query = keyset_cursor.page(
+                base, DeveloperApp.created_at, DeveloperApp.client_id, after, first
+            )
+            rows = list((await session.scalars(query)).all())
         return AppPage([_app(r) for r in rows[:first]], int(total), len(rows) > first)
 
     async def approve(self, client_id: str) -> App:

@@ -13,6 +13,8 @@ DECIDE = """mutation($id: ID!, $status: Status!, $note: String) {
   updateApplicationStatus(id: $id, status: $status, note: $note) {
     id status history { status note } } }"""
 READ = "query($id: ID!) { application(id: $id) { status history { status note } } }"
+PAGE = """query($first: Int!, $after: String) { agencyApplications(first: $first, after: $after) {
+  nodes { application { id } } pageInfo { hasNextPage hasPreviousPage endCursor } } }"""
 LOG = "{ myDataAccessLog(first: 1) { nodes { actorKind actor purpose agency } } }"
 
 
@@ -39,6 +41,27 @@ async def test_an_officer_sees_exactly_their_agencys_applications(gateway: Gatew
                for n in cases["nodes"])  # fmt: skip
     filtered = await gateway.officer("ARCH").data(CASES, {"status": "APPROVED"})
     assert filtered["agencyApplications"]["totalCount"] == 0
+
+
+async def test_cases_page_by_cursor_and_refuse_a_bad_one(gateway: Gateway) -> None:
+    filed = {await gateway.file(WORKFLOW_SERVICE, c) for c in (0, 1, 0)}
+    officer = gateway.officer("ARCH")
+    first = (await officer.data(PAGE, {"first": 2}))["agencyApplications"]
+    assert first["pageInfo"]["hasNextPage"]
+    after = {"first": 2, "after": first["pageInfo"]["endCursor"]}
+    rest = (await officer.data(PAGE, after))["agencyApplications"]
+    assert rest["pageInfo"]["hasPreviousPage"] and not rest["pageInfo"]["hasNextPage"]
+    seen = [n["application"]["id"] for n in first["nodes"] + rest["nodes"]]
+    assert len(seen) == 3 and set(seen) == filed
+    # A corrupted cursor is refused, not answered with the first page again.
+    body = await officer.gql(PAGE, {"first": 2, "after": "bm9wZQ=="})
+    error = body["errors"][0]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["extensions"]["fields"] == {
+        "after": {"mn": "Хуудасны заагч буруу", "en": "The cursor is not valid"}
+    }
+    too_many = await officer.gql(PAGE, {"first": 501})
+    assert set(too_many["errors"][0]["extensions"]["fields"]) == {"first"}
 
 
 async def test_decisions_land_in_the_history_and_the_log(gateway: Gateway) -> None:
