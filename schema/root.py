@@ -38,6 +38,7 @@ from schema.limits.time_budget import bound_root_fields
 from schema.me import MeQuery
 from schema.officers import OfficerMutation, OfficerQuery
 from schema.outbox import OutboxQuery
+from schema.selection import selects
 from schema.subscriptions import Subscription
 from schema.types import (
     Agency,
@@ -173,10 +174,16 @@ class BaseQuery:
         principal = operations.require_citizen(info.context)
         size = paging.page_size(first, 20)
         position = paging.position(after, decode_cursor)
-        page = await info.context.services.store.list(principal, status, size, position)
+        # A citizen's Application has no form field; its history is loaded
+        # only when asked for.
+        history = selects(info, "edges", "node", "history")
+        page = await info.context.services.store.list(
+            principal, status, size, position, form=False, history=history
+        )
         await record_application_list(info.context)
         edges = [
-            ApplicationEdge(cursor=encode_cursor(a), node=Application.of(a)) for a in page.items
+            ApplicationEdge(cursor=encode_cursor(a), node=Application.of(a, history=history))
+            for a in page.items
         ]
         return ApplicationConnection(
             total_count=page.total,

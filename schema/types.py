@@ -204,7 +204,8 @@ class Application:
         return service
 
     @classmethod
-    def of(cls, app: tables.Application) -> Application:
+    def of(cls, app: tables.Application, *, history: bool = True) -> Application:
+        """``history=False``: the operation did not ask for it, and it was not loaded."""
         return cls(
             id=strawberry.ID(app.id),
             status=ApplicationStatus(app.status),
@@ -213,7 +214,9 @@ class Application:
             history=[
                 ApplicationEvent(at=aware(e.at), status=ApplicationStatus(e.status), note=e.note)
                 for e in app.history
-            ],
+            ]
+            if history
+            else [],
             service_code=app.service_code,
         )
 

@@ -322,6 +322,24 @@ async def test_my_applications_page_by_cursor_and_refuse_a_bad_one(
         }
 
 
+async def test_my_applications_shows_history_when_asked_however_it_is_asked(
+    api: Api, catalog: Catalog
+) -> None:
+    alice = as_citizen(api, ALICE)
+    await first_application(api, alice, catalog)
+    plain = "{ myApplications { edges { node { id status } } } }"
+    direct = "{ myApplications { edges { node { id history { status } } } } }"
+    by_fragment = """{ myApplications { edges { node { ...h } } } }
+      fragment h on Application { history { status } }"""
+    inline = """{ myApplications { edges {
+      ... on ApplicationEdge { node { history { status } } } } } }"""
+    (node,) = [e["node"] for e in (await alice.data(plain))["myApplications"]["edges"]]
+    assert node["status"] == "SUBMITTED"
+    for query in (direct, by_fragment, inline):
+        edges = (await alice.data(query))["myApplications"]["edges"]
+        assert [e["node"]["history"] for e in edges] == [[{"status": "SUBMITTED"}]], query
+
+
 async def test_cancel_before_review(api: Api, catalog: Catalog) -> None:
     alice, bob = as_citizen(api, ALICE), as_citizen(api, BOB)
     _, app_id = await first_application(api, alice, catalog)
