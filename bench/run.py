@@ -186,20 +186,10 @@ def _fresh_postgres(admin_url: str) -> tuple[str, str] | None:
     """A new database for this run on ``admin_url``'s server: (its URL, its name),
     or None when PostgreSQL cannot be reached (the report then says so)."""
     from sqlalchemy.engine import make_url
-    from sqlalchemy.ext.asyncio import create_async_engine
 
     name = f"khaalga_bench_{uuid.uuid4().hex[:8]}"
-
-    async def create() -> None:
-        engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
-        try:
-            async with engine.connect() as connection:
-                await connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        finally:
-            await engine.dispose()
-
     try:
-        asyncio.run(create())
+        _outside_transaction(admin_url, f'CREATE DATABASE "{name}"')
     except Exception as exc:  # any failure to reach it: the PostgreSQL rows are skipped
         print(f"PostgreSQL not measured: {type(exc).__name__}: {exc}", file=sys.stderr)
         return None
@@ -208,18 +198,23 @@ def _fresh_postgres(admin_url: str) -> tuple[str, str] | None:
 
 
 def _drop_postgres(admin_url: str, name: str) -> None:
+    with contextlib.suppress(Exception):  # a leftover database is harmless
+        _outside_transaction(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _outside_transaction(admin_url: str, statement: str) -> None:
+    """CREATE and DROP DATABASE cannot run inside a transaction."""
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    async def drop() -> None:
+    async def run() -> None:
         engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
         try:
             async with engine.connect() as connection:
-                await connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                await connection.exec_driver_sql(statement)
         finally:
             await engine.dispose()
 
-    with contextlib.suppress(Exception):  # a leftover database is harmless
-        asyncio.run(drop())
+    asyncio.run(run())
 
 
 def _committed(url: str) -> tuple[int, int]:
