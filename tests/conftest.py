@@ -14,6 +14,9 @@ from gateway.catalog.loader import Catalog, load_catalog
 from gateway.db.migrate import upgrade_async
 from gateway.settings import ROOT
 
+# The redis_url and redis_prefix fixtures, for tests that share Redis between gateways.
+pytest_plugins = ["tests.support.shared_redis"]
+
 PG_ADMIN = "postgresql://root@127.0.0.1:5432/test"
 
 

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-import redis
 
 from gateway.events import ApplicationEvents, MemoryEvents, RedisEvents
-from tests.conftest import unavailable
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -23,12 +20,8 @@ async def events(
         shared = MemoryEvents()
         yield shared, shared
         return
-    url = "redis://127.0.0.1:6379/0"
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        unavailable("Redis on 127.0.0.1:6379", exc)
-    prefix = f"khaalga-test-{uuid.uuid4().hex[:8]}"
+    # Only the Redis case needs the server (tests/support/shared_redis.py).
+    url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
     publisher, listener = RedisEvents(url, prefix), RedisEvents(url, prefix)
     yield publisher, listener
     await publisher.aclose()

@@ -22,7 +22,6 @@ from auth.tokens import TokenValidator
 from gateway.app import create_app
 from gateway.rate_limit import DEFAULT_LIMITS, RateLimiter, quota_item, seconds_until_room
 from gateway.settings import Settings, SettingsError, from_env
-from tests.support import shared_redis as support_redis
 from tests.support.gateway import Api, citizen_token, free_port
 
 CATALOG_QUERY = "{ agencies { code } }"
@@ -89,16 +88,6 @@ async def test_each_citizen_has_a_budget_of_their_own(api: Api) -> None:
 def test_a_bad_limit_setting_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="KHAALGA_RATE_LIMITS: bad entry 'citizen=lots'"):
         create_app(Settings(var_dir=tmp_path, rate_limits="citizen=lots"))
-
-
-@pytest.fixture
-def redis_url() -> str:
-    return support_redis.redis_url()
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    yield from support_redis.fresh_prefix()
 
 
 def _serve(port: int, var: Path, redis_url: str, prefix: str) -> subprocess.Popen[bytes]:

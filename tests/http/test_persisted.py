@@ -4,7 +4,6 @@ allow-list in which nothing else runs."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ from gateway.app import create_app
 from gateway.persisted import DocumentStore, SharedDocuments, document_hash
 from gateway.settings import SettingsError, from_env
 from tests.http.conftest import Spy, client_for, graphql, settings_for
-from tests.support import shared_redis as support_redis
 from tests.support.gateway import free_port
 
 QUERY = 'query Land { agency(code: "LAND") { code } }'
@@ -139,16 +137,6 @@ def test_the_apq_ttl_is_read_from_the_environment() -> None:
     assert from_env({"KHAALGA_APQ_TTL": "600"}).apq_ttl == 600
     with pytest.raises(SettingsError, match="KHAALGA_APQ_TTL"):
         from_env({"KHAALGA_APQ_TTL": "0"})
-
-
-@pytest.fixture
-def redis_url() -> str:
-    return support_redis.redis_url()
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    yield from support_redis.fresh_prefix()
 
 
 async def test_two_gateway_instances_share_registrations_through_redis(
