@@ -66,13 +66,6 @@ class NotCancellable(Exception):
         self.sent = sent
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
-    items: Sequence[Application]
-    total: int
-    has_next: bool
-
-
 def encode_cursor(app: Application) -> str:
     return keyset_cursor.encode(app.submitted_at, app.id)
 
@@ -237,7 +230,7 @@ class ApplicationStore:
         *,
         form: bool = True,
         history: bool = True,
-    ) -> Page:
+    ) -> keyset_cursor.Page[Application]:
         """Newest first, from just past ``after`` (``decode_cursor``).
         ``form``/``history`` False: left unloaded, for a listing that shows
         neither (together a fifth of a 50-row page's cost); reading one
@@ -253,7 +246,7 @@ class ApplicationStore:
             if not history:
                 query = query.options(raiseload(Application.history))
             rows = list((await session.scalars(query)).all())
-        return Page(rows[:first], int(total), len(rows) > first)
+        return keyset_cursor.Page.of(rows, first, int(total))
 
     async def cancel(self, principal: Principal, app_id: str) -> Application | None:
         now = utcnow()

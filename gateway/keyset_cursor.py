@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.orm import QueryableAttribute
@@ -19,6 +21,19 @@ from sqlalchemy.orm import QueryableAttribute
 from gateway.clock import aware
 
 S = TypeVar("S", bound=Select[Any])
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: Sequence[T]
+    total: int
+    has_next: bool
+
+    @classmethod
+    def of(cls, rows: Sequence[T], first: int, total: int) -> Page[T]:
+        """From the rows ``page`` fetched: one more than ``first`` means a next page."""
+        return cls(rows[:first], total, len(rows) > first)
 
 
 def encode(at: dt.datetime, key: str, *, tag: str = "") -> str:

@@ -18,9 +18,10 @@ import strawberry
 from auth.apps import model
 from auth.apps.model import AppNotFound, IssuedSecret, WrongStatus
 from auth.apps.rules import grace_problem, quota_problems, registration_problems
-from auth.apps.store import AppPage, AppStore, decode_cursor, encode_cursor
+from auth.apps.store import AppStore, decode_cursor, encode_cursor
 from auth.permissions import DeveloperOrOperator, OperatorOnly
 from auth.principal import Principal, PrincipalKind, Quota
+from gateway.keyset_cursor import Page
 from schema import errors, paging
 from schema.context import Context
 from schema.types import PageInfo
@@ -138,7 +139,7 @@ def _credentials(app: model.App, issued: IssuedSecret) -> AppCredentials:
     )
 
 
-def _connection(page: AppPage, after: str | None) -> AppConnection:
+def _connection(page: Page[model.App], after: str | None) -> AppConnection:
     edges = [AppEdge(cursor=encode_cursor(a), node=App.of(a)) for a in page.items]
     return AppConnection(
         total_count=page.total,

@@ -11,8 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -38,13 +37,6 @@ SUSPENDABLE = frozenset({AppStatus.ACTIVE})
 LIVE = frozenset({AppStatus.PENDING, AppStatus.ACTIVE, AppStatus.SUSPENDED})
 _CURSOR = "app:"
 _CLIENT_ID = re.compile(r"(app|sbx)_[0-9a-f]{20}")
-
-
-@dataclass(frozen=True, slots=True)
-class AppPage:
-    items: Sequence[App]
-    total: int
-    has_next: bool
 
 
 def encode_cursor(app: App) -> str:
@@ -171,7 +163,7 @@ class AppStore:
         owner: Principal | None = None,
         first: int = 20,
         after: tuple[dt.datetime, str] | None = None,
-    ) -> AppPage:
+    ) -> keyset_cursor.Page[App]:
         """Newest first; ``owner`` narrows it to the apps that principal registered."""
         base = select(DeveloperApp)
         if status is not None:
@@ -186,7 +178,7 @@ class AppStore:
                 base, DeveloperApp.created_at, DeveloperApp.client_id, after, first
             )
             rows = list((await session.scalars(query)).all())
-        return AppPage([_app(r) for r in rows[:first]], int(total), len(rows) > first)
+        return keyset_cursor.Page.of([_app(r) for r in rows], first, int(total))
 
     async def approve(self, client_id: str) -> App:
         def change(row: DeveloperApp, now: dt.datetime) -> None:
