@@ -36,8 +36,8 @@ from connectors.errors import (
     MappingError,
     ProtocolError,
 )
-from connectors.sql_failures import classify, error_code
 from gateway.catalog.model import Agency, Service
+from gateway.db.failures import classify, error_code
 
 _DEFAULT_TIMEOUTS = Timeouts()
 RESERVED_COLUMNS = ("ID", "IDEM_KEY", "REF_NO", "STS_CD", "STS_NOTE", "CRT_DT", "UPD_DT")

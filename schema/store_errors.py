@@ -1,7 +1,7 @@
 """The gateway's own database failing transiently answers ``UNAVAILABLE``.
 
 SQLite's write lock held past the busy timeout, PostgreSQL unreachable, over
-its lock timeout or out of pooled connections (connectors/sql_failures.py
+its lock timeout or out of pooled connections (gateway/db/failures.py
 tells these from the rest): none of these is the client's fault or a bug,
 and the client may retry; a submission retried with the same
 idempotency key is filed once. Without this the error would be "unexpected":
@@ -17,7 +17,7 @@ from graphql import GraphQLError
 from sqlalchemy import exc as sa_exc
 from strawberry.extensions import MaskErrors
 
-from connectors.sql_failures import classify
+from gateway.db.failures import classify
 from schema import errors
 
 
