@@ -209,6 +209,12 @@ class RateLimiter:
     def applicable(self, principal: Principal, client: str) -> tuple[Policy | None, Policy | None]:
         """The request and cost policies that apply to ``principal``, if any."""
         kind = principal.kind
+        # Only an app can bring its own quota; for anyone else with no policy
+        # (limits off) there is nothing to build on each request.
+        if kind is not PrincipalKind.APP and not (
+            kind in self.policies or kind in self.cost_policies
+        ):
+            return None, None
         name = kind.value.lower()
         who = client if kind is PrincipalKind.ANONYMOUS else str(principal.subject)
         quota = principal.quota if kind is PrincipalKind.APP else None

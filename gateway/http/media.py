@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import functools
+
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
 # Listed in the order that wins a tie: ``*/*`` and ``application/*`` get the
@@ -44,8 +46,10 @@ def _score(offered: str, ranges: list[tuple[str, float]]) -> tuple[float, int, b
     return best
 
 
+@functools.lru_cache(maxsize=256)
 def negotiate(accept: str | None) -> str | None:
-    """The response media type for an ``Accept`` header, or None (406)."""
+    """The response media type for an ``Accept`` header, or None (406).
+    Clients send a handful of distinct headers, each again on every request."""
     if not accept or not accept.strip():
         return JSON
     ranges = []

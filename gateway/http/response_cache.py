@@ -30,7 +30,9 @@ from cachetools import LRUCache
 from graphql import DocumentNode, get_operation_ast, parse
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
+from gateway.http.media import JSON
 from schema.public import catalog_only_query
 
 DEFAULT_MAX_BYTES = 32 * 2**20
@@ -46,14 +48,20 @@ CostOf = Callable[[DocumentNode, str | None, Mapping[str, Any]], int]
 
 @dataclass(frozen=True, slots=True)
 class CachedAnswer:
+    """A stored answer, itself the ASGI app that sends it: its headers are
+    made once, where a Starlette ``Response`` per hit rebuilt them each time."""
+
     body: bytes
     status: int
-    content_type: str
+    headers: tuple[tuple[bytes, bytes], ...]
     operation_name: str | None
     cost: int  # what the operation costs a caller's cost budget on every hit
 
-    def response(self) -> Response:
-        return Response(self.body, self.status, {"content-type": self.content_type})
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # A list of its own for each answer: outer middleware add headers to it.
+        start = {"type": "http.response.start", "status": self.status, "headers": [*self.headers]}
+        await send(start)
+        await send({"type": "http.response.body", "body": self.body})
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +173,10 @@ class ResponseCache:
         self._entries[request.key] = CachedAnswer(
             body=body,
             status=response.status_code,
-            content_type=response.headers.get("content-type", "application/json"),
+            headers=(
+                (b"content-type", response.headers.get("content-type", JSON).encode("latin-1")),
+                (b"content-length", str(len(body)).encode()),
+            ),
             operation_name=name,
             cost=self._cost_of(document, request.operation_name, request.variables),
         )

@@ -78,7 +78,7 @@ class SpecGraphQL(GraphQL[ContextT, RootValueT]):
             response = problem(exc.status_code, exc.reason, getattr(exc, "headers", None))
         await response(scope, receive, send)
 
-    async def _respond(self, request: Request) -> Response:
+    async def _respond(self, request: Request) -> Response | CachedAnswer:
         if request.method not in ("GET", "POST"):
             raise TransportError(405, "GraphQL is served over GET and POST", {"allow": "GET, POST"})
         media = negotiate(request.headers.get("accept"))
@@ -209,7 +209,7 @@ class SpecGraphQL(GraphQL[ContextT, RootValueT]):
             return json.dumps(data, separators=(",", ":"))
 
 
-async def _serve(request: Request, answer: CachedAnswer) -> Response:
+async def _serve(request: Request, answer: CachedAnswer) -> Response | CachedAnswer:
     """A stored answer, charged to the caller's cost budget as the operation
     would have been, and recorded for metrics and the access log like one."""
     budget = request.scope.get(BUDGET)
@@ -222,4 +222,4 @@ async def _serve(request: Request, answer: CachedAnswer) -> Response:
         info.operation = operation_label(answer.operation_name)
         info.operation_type = "query"
         info.outcome = "ok"
-    return answer.response()
+    return answer

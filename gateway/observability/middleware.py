@@ -10,7 +10,6 @@ app in another task and buffers streaming bodies.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Collection
 
 from opentelemetry import propagate, trace
@@ -51,9 +50,9 @@ class ObservabilityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        given = headers.get(REQUEST_ID, b"").decode("latin-1")
-        info = RequestInfo(given if request.acceptable_request_id(given) else uuid.uuid4().hex)
+        given = next((v for k, v in scope["headers"] if k == REQUEST_ID), b"").decode("latin-1")
+        acceptable = request.acceptable_request_id(given)
+        info = RequestInfo(given if acceptable else request.new_request_id())
         # auth.middleware takes the id from here for the data-access log, so
         # both logs name a request the same way.
         scope["request_id"] = info.request_id
@@ -72,7 +71,7 @@ class ObservabilityMiddleware:
 
         token = request.begin(info)
         started = time.perf_counter()
-        span = self._span(scope, headers, path) if self.tracing else None
+        span = self._span(scope, path) if self.tracing else None
         try:
             if span is None:
                 await self.app(scope, receive, send_with_id)
@@ -84,8 +83,8 @@ class ObservabilityMiddleware:
             request.end(token)
             self._finish(scope, info, path, status, seconds, span)
 
-    def _span(self, scope: Scope, headers: dict[bytes, bytes], path: str) -> trace.Span:
-        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items()}
+    def _span(self, scope: Scope, path: str) -> trace.Span:
+        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         return tracer().start_span(
             f"{scope['method']} {path}",
             context=propagate.extract(carrier),

