@@ -19,18 +19,14 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 T = TypeVar("T")
-Write = Callable[[AsyncSession, Sequence[T]], Awaitable[None]]
+# Writes and commits its items in one transaction; raises if that failed.
+Commit = Callable[[Sequence[T]], Awaitable[None]]
 
 
 class GroupCommit(Generic[T]):
-    def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], write: Write[T], max_batch: int = 256
-    ) -> None:
-        self.sessions = sessions
-        self.write = write
+    def __init__(self, commit: Commit[T], max_batch: int = 256) -> None:
+        self._commit = commit
         self.max_batch = max_batch
         self._queue: list[tuple[T, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -61,10 +57,6 @@ class GroupCommit(Generic[T]):
                         await self._commit_one(one)
             else:
                 self._settle(batch, None)
-
-    async def _commit(self, items: Sequence[T]) -> None:
-        async with self.sessions.begin() as session:
-            await self.write(session, items)
 
     async def _commit_one(self, entry: tuple[T, asyncio.Future[None]]) -> None:
         try:

@@ -2,30 +2,68 @@
 
 Each row stores ``hash = sha256(canonical content || prev_hash)``. Appends
 from many requests (and worker processes) must form one chain, so every
-append first *updates* the single ``access_chain_head`` row: on PostgreSQL
-that takes the row lock (as ``SELECT ... FOR UPDATE`` would) until commit;
-on SQLite the UPDATE takes the database's writer lock at once. Updating
-first matters on SQLite: a transaction that read before writing could be
-refused its upgrade to writer instead of waiting for it.
+append moves the single ``access_chain_head`` row in the transaction that
+inserts its rows: on PostgreSQL that takes the row lock until commit; on
+SQLite the UPDATE takes the database's writer lock at once. Updating first
+matters on SQLite: a transaction that read before writing could be refused
+its upgrade to writer instead of waiting for it.
+
+Reading the head before computing the hashes costs a round trip, so each
+process remembers the head it last wrote (``_heads``) and first tries a
+compare-and-swap: move the head only if it is still exactly what this
+process wrote, and insert the rows only if it moved. That check runs under
+the same lock as any other move, so a stale guess (another process
+appended, or a transaction that moved it rolled back) changes nothing and
+falls back to taking the head and reading it. On PostgreSQL the swap and
+the inserts are one statement, so a lone row is one round trip in
+autocommit (``commit_alone``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
+import weakref
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, bindparam, insert, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import DateTime, Engine, Table, bindparam, insert, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from auth.audit.model import Access
 from gateway.clock import aware
+from gateway.db.engine import write_transaction
 from gateway.db.tables import AccessChainHead, AccessEvent
 
 GENESIS = "0" * 64
 HEAD_ID = 1
+
+
+class Content(Protocol):
+    """What the hash covers: a stored ``AccessEvent`` or a row being written."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def at(self) -> dt.datetime: ...
+    @property
+    def citizen(self) -> str: ...
+    @property
+    def actor_kind(self) -> str: ...
+    @property
+    def actor(self) -> str: ...
+    @property
+    def agency(self) -> str | None: ...
+    @property
+    def service_code(self) -> str | None: ...
+    @property
+    def fields(self) -> Sequence[str]: ...
+    @property
+    def purpose(self) -> str: ...
+    @property
+    def request_id(self) -> str | None: ...
 
 
 def _at(value: dt.datetime) -> str:
@@ -33,7 +71,7 @@ def _at(value: dt.datetime) -> str:
     return aware(value).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def canonical(event: AccessEvent) -> bytes:
+def canonical(event: Content) -> bytes:
     """The row's content as bytes: sorted keys, no spaces, UTF-8."""
     content = {
         "seq": event.seq,
@@ -50,61 +88,134 @@ def canonical(event: AccessEvent) -> bytes:
     return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def digest(event: AccessEvent, prev_hash: str) -> str:
+def digest(event: Content, prev_hash: str) -> str:
     return hashlib.sha256(canonical(event) + b"|" + prev_hash.encode()).hexdigest()
 
 
-async def append(session: AsyncSession, access: Access, at: dt.datetime) -> AccessEvent:
+@dataclasses.dataclass(slots=True)
+class _Row:
+    """A row being written: a plain object, not an ORM instance, which cost
+    more than hashing and inserting it."""
+
+    seq: int
+    at: dt.datetime
+    citizen: str
+    actor_kind: str
+    actor: str
+    agency: str | None
+    service_code: str | None
+    fields: list[str]
+    purpose: str
+    request_id: str | None
+    prev_hash: str
+    hash: str = ""
+
+
+def _linked(accesses: Sequence[Access], at: dt.datetime, length: int, last: str) -> list[_Row]:
+    at = aware(at)
+    rows = []
+    for seq, access in enumerate(accesses, length + 1):
+        row = _Row(
+            seq, at, access.citizen, access.actor_kind.value, access.actor, access.agency,
+            access.service_code, sorted(access.fields), access.purpose.value, access.request_id,
+            last,
+        )  # fmt: skip
+        row.hash = last = digest(row, last)
+        rows.append(row)
+    return rows
+
+
+# The head each process last wrote, per engine: a guess that every swap
+# checks, never trusted on its own.
+_heads: weakref.WeakKeyDictionary[Engine, tuple[int, str]] = weakref.WeakKeyDictionary()
+
+
+async def append(session: AsyncSession, access: Access, at: dt.datetime) -> None:
     """Add one event inside the caller's transaction; the caller commits."""
-    (event,) = await append_all(session, [access], at)
-    return event
+    await append_all(session, [access], at)
 
 
-async def append_all(
-    session: AsyncSession, accesses: Sequence[Access], at: dt.datetime
-) -> list[AccessEvent]:
-    """Add several events, in order, taking the chain head once (group commit)."""
+async def append_all(session: AsyncSession, accesses: Sequence[Access], at: dt.datetime) -> None:
+    """Add several events, in order, moving the chain head once (group commit)."""
     if not accesses:
-        return []
+        return
     # Whatever the caller changed goes first, so the chain head stays the
     # last lock its transaction takes, as everywhere else.
     await session.flush()
-    # Core statements on the session's connection, not ORM ones: a LOOKUP
-    # at a quiet hour commits one row alone, and the ORM's unit of work and
-    # bulk-update bookkeeping were most of that commit's CPU.
-    connection = await session.connection()
-    locked = await connection.execute(_TAKE_HEAD, {"taken": len(accesses)})
-    row = locked.one_or_none()
-    if row is None:
+    await append_on(await session.connection(), accesses, at)
+
+
+async def append_on(
+    connection: AsyncConnection, accesses: Sequence[Access], at: dt.datetime
+) -> None:
+    """``append_all`` on a Core connection inside its transaction."""
+    if not accesses:
+        return
+    engine = connection.sync_engine
+    seen = _heads.get(engine)
+    if seen is not None:
+        rows = _linked(accesses, at, *seen)
+        if await _swap(connection, seen, rows):
+            _heads[engine] = (rows[-1].seq, rows[-1].hash)
+            return
+    taken = (await connection.execute(_TAKE_HEAD, {"taken": len(accesses)})).one_or_none()
+    if taken is None:
         raise RuntimeError("access_chain_head is missing: run `khaalga db upgrade`")
-    seq, prev_hash = int(row[0]) - len(accesses), str(row[1])
-    events = []
-    for access in accesses:
-        seq += 1
-        event = AccessEvent(
-            seq=seq,
-            at=aware(at),
-            citizen=access.citizen,
-            actor_kind=access.actor_kind.value,
-            actor=access.actor,
-            agency=access.agency,
-            service_code=access.service_code,
-            fields=sorted(access.fields),
-            purpose=access.purpose.value,
-            request_id=access.request_id,
-            prev_hash=prev_hash,
+    rows = _linked(accesses, at, int(taken[0]) - len(accesses), str(taken[1]))
+    await connection.execute(insert(_EVENTS), [_values(row) for row in rows])
+    await connection.execute(_MOVE_HEAD, {"last": rows[-1].hash})
+    _heads[engine] = (rows[-1].seq, rows[-1].hash)
+
+
+async def commit_alone(
+    sessions: async_sessionmaker[AsyncSession], accesses: Sequence[Access], at: dt.datetime
+) -> None:
+    """Append and commit, in a transaction of their own (the resolvers'
+    group commit): the fewest round trips each database allows."""
+    if not accesses:
+        return
+    engine = cast(AsyncEngine, sessions.kw["bind"])
+    seen = _heads.get(engine.sync_engine)
+    if seen is not None and engine.dialect.name == "postgresql":
+        # One statement is its own transaction: no BEGIN, no COMMIT.
+        rows = _linked(accesses, at, *seen)
+        async with engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            if await _swap(connection, seen, rows):
+                _heads[engine.sync_engine] = (rows[-1].seq, rows[-1].hash)
+                return
+        # Stale: the swap changed nothing; take the head instead of guessing again.
+        _heads.pop(engine.sync_engine, None)
+    async with write_transaction(sessions) as connection:
+        await append_on(connection, accesses, at)
+
+
+async def _swap(connection: AsyncConnection, seen: tuple[int, str], rows: Sequence[_Row]) -> bool:
+    """Move the head from ``seen`` past ``rows`` and insert them, or do
+    nothing at all when the head is no longer ``seen``."""
+    moved = {"length": rows[-1].seq, "last": rows[-1].hash, "seen": seen[0], "seen_hash": seen[1]}
+    if connection.dialect.name == "postgresql":
+        # The rows as one JSON document: one parameter whatever their number.
+        document = json.dumps(
+            [{name: getattr(row, name) for name in _RECORD} for row in rows], ensure_ascii=False
         )
-        event.hash = prev_hash = digest(event, prev_hash)
-        events.append(event)
-    await connection.execute(
-        insert(_EVENTS), [{c.key: getattr(e, c.key) for c in _EVENTS.columns} for e in events]
-    )
-    await connection.execute(_MOVE_HEAD, {"last": prev_hash})
-    return events
+        result = await connection.execute(_SWAP_PG, {**moved, "rows": document, "at": rows[0].at})
+        return result.rowcount == len(rows)
+    # SQLite has no data-modifying WITH: the swap, then the rows if it moved.
+    result = await connection.execute(_SWAP_HEAD, moved)
+    if result.rowcount != 1:
+        return False
+    await connection.execute(insert(_EVENTS), [_values(row) for row in rows])
+    return True
+
+
+def _values(row: _Row) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in _COLUMNS}
 
 
 _HEAD = cast(Table, AccessChainHead.__table__)
 _EVENTS = cast(Table, AccessEvent.__table__)
+_COLUMNS = tuple(column.key for column in _EVENTS.columns)
 _TAKE_HEAD = (
     update(_HEAD)
     .where(_HEAD.c.id == HEAD_ID)
@@ -112,3 +223,31 @@ _TAKE_HEAD = (
     .returning(_HEAD.c.length, _HEAD.c.last_hash)
 )
 _MOVE_HEAD = update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(last_hash=bindparam("last"))
+_SWAP_HEAD = (
+    update(_HEAD)
+    .where(
+        _HEAD.c.id == HEAD_ID,
+        _HEAD.c.length == bindparam("seen"),
+        _HEAD.c.last_hash == bindparam("seen_hash"),
+    )
+    .values(length=bindparam("length"), last_hash=bindparam("last"))
+)
+# Every row of one append shares ``at``; the rest is read from the JSON.
+_RECORD = {
+    "seq": "INTEGER", "citizen": "VARCHAR", "actor_kind": "VARCHAR", "actor": "VARCHAR",
+    "agency": "VARCHAR", "service_code": "VARCHAR", "fields": "JSON", "purpose": "VARCHAR",
+    "request_id": "VARCHAR", "prev_hash": "VARCHAR", "hash": "VARCHAR",
+}  # fmt: skip
+_SWAP_PG = text(
+    f"""
+    WITH moved AS (
+        UPDATE access_chain_head SET length = :length, last_hash = :last
+        WHERE id = {HEAD_ID} AND length = :seen AND last_hash = :seen_hash
+        RETURNING id
+    )
+    INSERT INTO access_events ({", ".join(_COLUMNS)})
+    SELECT {", ".join("CAST(:at AS TIMESTAMPTZ)" if c == "at" else f"e.{c}" for c in _COLUMNS)}
+    FROM moved, json_to_recordset(CAST(:rows AS JSON))
+        AS e({", ".join(f"{c} {t}" for c, t in _RECORD.items())})
+    """
+).bindparams(bindparam("at", type_=DateTime(timezone=True)))

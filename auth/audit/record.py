@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from auth.audit.chain import append_all
+from auth.audit.chain import commit_alone
 from auth.audit.model import Access, ActorKind, Purpose
 from auth.principal import Principal
 from auth.request_id import REQUEST_ID
@@ -39,14 +39,7 @@ async def record(sessions: async_sessionmaker[AsyncSession], *accesses: Access) 
     """Append in one transaction of its own (tools and tests; the resolvers
     go through ``AccessLog``). Callers record *before* handing the data out:
     if the log cannot be written, the data is not shown."""
-    if not accesses:
-        return
-    async with sessions.begin() as session:
-        await append_all(session, accesses, utcnow())
-
-
-async def _write(session: AsyncSession, batch: Sequence[tuple[Access, ...]]) -> None:
-    await append_all(session, [access for accesses in batch for access in accesses], utcnow())
+    await commit_alone(sessions, accesses, utcnow())
 
 
 class AccessLog:
@@ -58,7 +51,13 @@ class AccessLog:
     rows are committed."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._commit = GroupCommit[tuple[Access, ...]](sessions, _write)
+        self.sessions = sessions
+        self._commit = GroupCommit[tuple[Access, ...]](self._write)
+
+    async def _write(self, batch: Sequence[tuple[Access, ...]]) -> None:
+        await commit_alone(
+            self.sessions, [access for accesses in batch for access in accesses], utcnow()
+        )
 
     async def record(self, *accesses: Access) -> None:
         if accesses:

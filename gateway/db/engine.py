@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import event
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy import event, exc
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
+from sqlalchemy.pool import ConnectionPoolEntry
+
+# A connection used this recently is taken as alive without a ping.
+PING_AFTER_IDLE = 5.0
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -34,9 +44,35 @@ def create_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(url, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(
-        url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True
-    )
+    engine = create_async_engine(url, pool_size=10, max_overflow=20, hide_parameters=True)
+    _ping_when_idle(engine.sync_engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """``pool_pre_ping``, but only for a connection idle for a while.
+
+    On asyncpg a pre-ping is three round trips (BEGIN, an empty query,
+    ROLLBACK) on every checkout: more than a lone access-log row's own
+    statement. A connection checked in moments ago is almost certainly
+    alive, and one that is not (the server restarted in between) fails
+    its statement as a disconnect, which invalidates the whole pool."""
+
+    @event.listens_for(engine, "connect")
+    @event.listens_for(engine, "checkin")
+    def checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def checkout(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is not None and time.monotonic() - since < PING_AFTER_IDLE:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            # The pool discards this connection and checks out another.
+            raise exc.DisconnectionError("stale pooled connection") from error
 
 
 class SerialWriters(async_sessionmaker[AsyncSession]):
@@ -54,14 +90,28 @@ class SerialWriters(async_sessionmaker[AsyncSession]):
 
     def __init__(self, engine: AsyncEngine) -> None:
         super().__init__(engine, expire_on_commit=False)
-        self._turn = asyncio.Lock()
+        self.turn = asyncio.Lock()
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncSession]:  # type: ignore[override]
         # Callers only ever use begin() as an async context manager, which
         # this is; the base class's concrete return type is private.
-        async with self._turn, super().begin() as session:
+        async with self.turn, super().begin() as session:
             yield session
+
+
+@contextlib.asynccontextmanager
+async def write_transaction(
+    sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncConnection]:
+    """A Core connection in a write transaction of ``sessions``' engine,
+    taking its turn among SQLite writers as ``sessions.begin()`` does:
+    for a few statements the ORM session's own bookkeeping costs more than
+    they do."""
+    engine = cast(AsyncEngine, sessions.kw["bind"])
+    turn = sessions.turn if isinstance(sessions, SerialWriters) else contextlib.nullcontext()
+    async with turn, engine.begin() as connection:
+        yield connection
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
