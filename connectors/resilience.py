@@ -147,7 +147,9 @@ class ResilientConnector(Connector):
 
     async def _capped(self, request: BackendRequest) -> BackendResponse:
         try:
-            await asyncio.wait_for(self._slots.acquire(), self._queue_wait)
+            # Not wait_for: on Python 3.11 it wraps the acquire in a task of its own.
+            async with asyncio.timeout(self._queue_wait):
+                await self._slots.acquire()
         except TimeoutError as exc:
             raise BackendBusy(self.agency, "concurrency cap reached") from exc
         started = time.perf_counter()

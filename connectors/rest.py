@@ -35,6 +35,7 @@ from connectors.errors import (
     BackendUnavailable,
     ProtocolError,
 )
+from connectors.wire import Wire
 from gateway.catalog.model import Agency
 
 STATUSES = frozenset({"DELIVERED", "IN_REVIEW", "NEEDS_INFO", "APPROVED", "REJECTED", "ISSUED"})
@@ -95,23 +96,14 @@ class RestConnector(Connector):
         self.dialect = RestDialect.of(agency)
         self._code = agency.code
         self._timeouts = timeouts
+        self._base = endpoint.url.rstrip("/") + "/"
         headers = {"Accept": "application/json"}
         if endpoint.api_key is not None:
             headers[self.dialect.api_key_header] = endpoint.api_key
-        self._client = httpx.AsyncClient(
-            base_url=endpoint.url.rstrip("/") + "/",
-            headers=headers,
-            timeout=httpx.Timeout(
-                connect=timeouts.connect,
-                read=timeouts.read,
-                write=timeouts.read,
-                pool=timeouts.connect,
-            ),
-            follow_redirects=False,
-        )
+        self._wire = Wire(timeouts, headers)
 
     async def aclose(self) -> None:
-        await self._client.aclose()  # idempotent in httpx
+        await self._wire.aclose()
 
     async def send(self, request: BackendRequest) -> BackendResponse:
         # The single boundary where transport failures become connector errors.
@@ -149,7 +141,7 @@ class RestConnector(Connector):
             for name, value in request.payload.items()
             if value is not None
         }
-        response = await self._client.get(_segment(request.operation), params=params)
+        response = await self._get(_segment(request.operation), params)
         if response.status_code == 404 and _error_code(response) != "unknown_operation":
             return BackendResponse(status="NOT_FOUND")
         data = self._unwrap(response, request)
@@ -167,13 +159,10 @@ class RestConnector(Connector):
             for name, value in request.payload.items()
             if value is not None
         }
-        response = await self._client.post(
-            _segment(request.operation),
-            content=orjson.dumps(body),
-            headers={
-                "Content-Type": "application/json",
-                "Idempotency-Key": request.idempotency_key,
-            },
+        url = httpx.URL(self._base + _segment(request.operation))
+        headers = {"Content-Type": "application/json", "Idempotency-Key": request.idempotency_key}
+        response = await self._wire.send(
+            self._wire.request("POST", url, headers=headers, content=orjson.dumps(body))
         )
         data = self._unwrap(response, request)
         reference = data.get("lavlakh_dugaar") if isinstance(data, dict) else None
@@ -192,7 +181,7 @@ class RestConnector(Connector):
         params: dict[str, str] = {}
         seen_cursors: set[str] = set()
         for _ in range(_MAX_PAGES):
-            response = await self._client.get(path, params=params)
+            response = await self._get(path, params)
             body = self._body(response, request)
             page = body[self.dialect.envelope]
             if not isinstance(page, list):
@@ -235,6 +224,10 @@ class RestConnector(Connector):
         return {"page": str(page + 1)} if page < total else None
 
     # -- wire helpers ----------------------------------------------------------------------------
+
+    async def _get(self, path: str, params: Mapping[str, str]) -> httpx.Response:
+        url = httpx.URL(self._base + path, params=params or None)
+        return await self._wire.send(self._wire.request("GET", url))
 
     def _unwrap(self, response: httpx.Response, request: BackendRequest) -> Any:
         return self._body(response, request)[self.dialect.envelope]

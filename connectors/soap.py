@@ -16,6 +16,7 @@ import zeep.exceptions
 from lxml import etree
 from zeep.helpers import serialize_object
 from zeep.transports import AsyncTransport
+from zeep.wsdl.utils import etree_to_string
 
 from connectors import soap_signing
 from connectors.base import Action, BackendRequest, BackendResponse, Connector
@@ -27,6 +28,7 @@ from connectors.errors import (
     MappingError,
     ProtocolError,
 )
+from connectors.wire import Wire
 from gateway.catalog.model import Agency
 
 STATUS_OPERATION = "getApplicationStatus"
@@ -38,10 +40,27 @@ class _NotFound(BackendRejected):
 
 
 class _Transport(AsyncTransport):
-    """zeep's transport minus its debug log of every envelope (personal data)."""
+    """zeep's transport, posting through the connector's ``Wire``: without
+    zeep's debug log of every envelope (personal data), and without its copy
+    of each answer into a ``requests.Response`` (zeep reads status, headers,
+    content and encoding, which the httpx answer has as well)."""
 
-    async def post(self, address: str, message: bytes, headers: dict[str, str]) -> Any:
-        return await self.client.post(address, content=message, headers=headers)
+    def __init__(self, wire: Wire, client: httpx.AsyncClient, wsdl_client: httpx.Client) -> None:
+        super().__init__(client=client, wsdl_client=wsdl_client)  # type: ignore[no-untyped-call]
+        self._wire = wire
+        # The service address comes from the WSDL: one per port, parsed once.
+        self._urls: dict[str, httpx.URL] = {}
+
+    async def post_xml(
+        self, address: str, envelope: etree._Element, headers: dict[str, str]
+    ) -> httpx.Response:
+        url = self._urls.get(address)
+        if url is None:
+            url = self._urls.setdefault(address, httpx.URL(address))
+        message = etree_to_string(envelope)  # type: ignore[no-untyped-call]
+        return await self._wire.send(
+            self._wire.request("POST", url, headers=headers, content=message)
+        )
 
 
 class SoapConnector(Connector):
@@ -64,8 +83,9 @@ class SoapConnector(Connector):
         self._key = soap_signing.load_private_key(endpoint.signing_key)
         self._timeouts = timeouts
         self._http_timeout = httpx.Timeout(timeouts.read, connect=timeouts.connect)
-        self._http = httpx.AsyncClient(timeout=self._http_timeout)
+        self._wire = Wire(timeouts)
         self._client: zeep.AsyncClient | None = None
+        self._rendered: dict[str, tuple[dict[str, str], list[etree._Element]]] = {}
         self._loading = asyncio.Lock()
         # LOOKUP operations with one result: zeep unwraps those to a bare value.
         self._single: dict[str, str] = {
@@ -82,7 +102,7 @@ class SoapConnector(Connector):
             raise BackendTimeout(self._code, "no answer within the overall timeout") from exc
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._wire.aclose()
 
     async def _send(self, request: BackendRequest) -> BackendResponse:
         match request.action:
@@ -127,8 +147,8 @@ class SoapConnector(Connector):
             raise MappingError(
                 self._code, request.service_code, "operation", f"WSDL has no {operation}"
             ) from exc
-        headers = soap_signing.headers(self._key, self._token)
         try:
+            headers = self._signed_headers(client, operation)
             return await method(**payload, _soapheaders=headers)
         except zeep.exceptions.Fault as exc:
             self._raise_fault(exc)
@@ -148,6 +168,29 @@ class SoapConnector(Connector):
             ) from exc
         except (zeep.exceptions.Error, etree.LxmlError, ValueError) as exc:
             raise ProtocolError(self._code, "unreadable SOAP answer") from exc
+
+    def _signed_headers(
+        self, client: zeep.AsyncClient, operation: str
+    ) -> list[etree._Element] | dict[str, str]:
+        """The XYP headers as elements, rendered once per operation and signature.
+
+        zeep renders a dict anew on every call through the operation's header
+        type (half the cost of building the envelope); elements it deep-copies
+        and appends, so the cached ones are shared safely between calls."""
+        values = soap_signing.headers(self._key, self._token)
+        cached = self._rendered.get(operation)
+        if cached is not None and cached[0] == values:
+            return cached[1]
+        header = client.service._binding.get(operation).input.header
+        if header is None:
+            return values  # zeep refuses it as before: the WSDL declares no headers
+        holder = etree.Element("header")
+        value = header(**values)
+        for name, element in header.type.elements:
+            element.render(holder, value[name], ["header", name])
+        rendered = list(holder)
+        self._rendered[operation] = (values, rendered)
+        return rendered
 
     def _raise_fault(self, exc: zeep.exceptions.Fault) -> NoReturn:
         kind, detail = _fault_kind(exc)
@@ -180,11 +223,14 @@ class SoapConnector(Connector):
         # zeep loads WSDLs synchronously, hence a sync client in a worker thread.
         wsdl_http = httpx.Client(timeout=self._http_timeout)
         try:
-            transport = _Transport(client=self._http, wsdl_client=wsdl_http)  # type: ignore[no-untyped-call]
-            client: zeep.AsyncClient = zeep.AsyncClient(  # type: ignore[no-untyped-call]
+            # zeep wants a client for HTTP-binding operations; sharing the
+            # wire's pool, it holds no connections of its own to close.
+            client = httpx.AsyncClient(transport=self._wire.transport, timeout=self._http_timeout)
+            transport = _Transport(self._wire, client, wsdl_http)
+            zeep_client: zeep.AsyncClient = zeep.AsyncClient(  # type: ignore[no-untyped-call]
                 self._url, transport=transport
             )
-            return client
+            return zeep_client
         except httpx.TimeoutException as exc:
             raise BackendTimeout(self._code, "WSDL fetch timed out") from exc
         except (httpx.HTTPError, zeep.exceptions.TransportError) as exc:

@@ -17,10 +17,11 @@ import asyncio
 import datetime as dt
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import MetaData, Table, insert, inspect, select, update
+from sqlalchemy import MetaData, Select, Table, bindparam, insert, inspect, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -91,7 +92,11 @@ def _engine_options(url: str, timeouts: Timeouts) -> dict[str, Any]:
         "max_overflow": 5,
         "pool_timeout": timeouts.connect,
         "pool_recycle": 1800,
-        "pool_pre_ping": True,
+        # A server may have dropped a pooled connection; a file cannot, and the
+        # ping would cost each call an extra round trip through aiosqlite's thread.
+        "pool_pre_ping": backend != "sqlite",
+        # Driver errors quote bound values (register numbers) in their text.
+        "hide_parameters": True,
     }
 
 
@@ -110,6 +115,19 @@ def _python_type(column: Column[Any]) -> type | None:
         return column.type.python_type
     except NotImplementedError:
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class _LookupQuery:
+    table: Table
+    statement: Select[Any]
+    names: list[str]
+    """Back-end field names, in the order of ``columns`` and of the row."""
+    columns: list[Column[Any]]
+
+    @staticmethod
+    def parameters(bound: Mapping[Column[Any], Any]) -> dict[str, Any]:
+        return {f"p{i}": value for i, value in enumerate(bound.values()) if value is not None}
 
 
 class SqlConnector(Connector):
@@ -149,6 +167,7 @@ class SqlConnector(Connector):
         )
         self._metadata = MetaData()
         self._tables: dict[str, Table] = {}
+        self._lookups: dict[tuple[str, str, tuple[tuple[str, bool], ...]], _LookupQuery] = {}
         self._reflecting = asyncio.Lock()
         self._closed = False
 
@@ -192,6 +211,7 @@ class SqlConnector(Connector):
                 case "missing":
                     # The schema changed under us: forget it so the next call reflects anew.
                     self._tables.pop(request.operation.casefold(), None)
+                    self._lookups.clear()
                     return MappingError(
                         agency,
                         code,
@@ -230,15 +250,10 @@ class SqlConnector(Connector):
     async def _lookup(self, service: Service, request: BackendRequest) -> BackendResponse:
         async with self._engine.connect() as conn:
             table = await self._table(conn, service, request.operation)
-            criteria = [
-                col.is_(None) if value is None else col == value
-                for col, value in self._bound(table, service, request.payload).items()
-            ]
-            wanted = list(dict.fromkeys(service.binding.response.values()))
-            result_of = {column: field for field, column in service.binding.response.items()}
-            columns = [self._column(table, service, result_of[name], name) for name in wanted]
+            bound = self._bound(table, service, request.payload)
+            query = self._lookup_query(table, service, bound)
             # Two rows for one key means the register is corrupt, not that either is right.
-            rows = (await conn.execute(select(*columns).where(*criteria).limit(2))).all()
+            rows = (await conn.execute(query.statement, query.parameters(bound))).all()
         if not rows:
             return BackendResponse(status="NOT_FOUND")
         if len(rows) > 1:
@@ -247,9 +262,35 @@ class SqlConnector(Connector):
             )
         data = {
             name: self._raw(service, col, value)
-            for name, col, value in zip(wanted, columns, rows[0], strict=True)
+            for name, col, value in zip(query.names, query.columns, rows[0], strict=True)
         }
         return BackendResponse(data=data)
+
+    def _lookup_query(
+        self, table: Table, service: Service, bound: Mapping[Column[Any], Any]
+    ) -> _LookupQuery:
+        """The service's SELECT, built once per table and set of null criteria:
+        building and hashing a fresh one cost as much CPU as running it."""
+        shape = tuple((column.name, value is None) for column, value in bound.items())
+        key = (service.code, table.name, shape)
+        query = self._lookups.get(key)
+        if query is not None and query.table is table:
+            return query
+        criteria = [
+            column.is_(None) if value is None else column == bindparam(f"p{i}")
+            for i, (column, value) in enumerate(bound.items())
+        ]
+        names = list(dict.fromkeys(service.binding.response.values()))
+        result_of = {column: field for field, column in service.binding.response.items()}
+        columns = [self._column(table, service, result_of[name], name) for name in names]
+        query = _LookupQuery(
+            table=table,
+            statement=select(*columns).where(*criteria).limit(2),
+            names=names,
+            columns=columns,
+        )
+        self._lookups[key] = query
+        return query
 
     async def _submit(self, service: Service, request: BackendRequest) -> BackendResponse:
         key = request.idempotency_key

@@ -70,9 +70,7 @@ async def _message(socket: ClientConnection) -> dict[str, Any]:
     return message
 
 
-async def test_the_owner_hears_each_status_until_the_final_one(
-    rig: Rig, catalog: Catalog
-) -> None:
+async def test_the_owner_hears_each_status_until_the_final_one(rig: Rig, catalog: Catalog) -> None:
     service = next(s for s in catalog.services() if s.kind.value == "APPLICATION")
     backend = rig.backends[service.agency_code]
     backend.fail_with = BackendUnavailable(service.agency_code, "down")  # hold delivery back
