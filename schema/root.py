@@ -10,6 +10,7 @@ from typing import Any, cast
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
+from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.scalars import JSON
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
@@ -33,6 +34,7 @@ from schema import errors, operations, paging
 from schema.access_log import AccessLogQuery, record_application_list, record_application_reads
 from schema.apps import AppsMutation, AppsQuery
 from schema.catalog_view import CatalogView
+from schema.extension_hooks import PreparedExtensionsRunner
 from schema.generated import service_fields
 from schema.limits.time_budget import bound_root_fields
 from schema.me import MeQuery
@@ -261,6 +263,11 @@ class BaseMutation:
 
 
 class KhaalgaSchema(strawberry.Schema):
+    def create_extensions_runner(
+        self, execution_context: ExecutionContext, extensions: list[SchemaExtension]
+    ) -> SchemaExtensionsRunner:
+        return PreparedExtensionsRunner(execution_context, extensions)
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
