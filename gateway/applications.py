@@ -77,6 +77,29 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str] | None:
 
 
 @dataclass(frozen=True, slots=True)
+class Step:
+    """One entry of a just-filed application's history."""
+
+    at: dt.datetime
+    status: str
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Filed:
+    """An application as ``submit`` just committed it: what an answer shows,
+    without building an ORM instance for it (its attribute instrumentation
+    cost ~70 us, a twentieth of a submission's CPU)."""
+
+    id: str
+    service_code: str
+    status: str
+    reference: str | None
+    submitted_at: dt.datetime
+    history: tuple[Step, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class _Pending:
     """A submission waiting for its group commit."""
 
@@ -148,7 +171,7 @@ class ApplicationStore:
         *,
         submitted_by: str | None = None,
         sandbox: bool = False,
-    ) -> Application:
+    ) -> Application | Filed:
         """``access``, when given, joins the data-access log in the same
         transaction: the application is never stored unlogged. An app's
         filing gives several, one per citizen its form names.
@@ -175,7 +198,10 @@ class ApplicationStore:
         }
         try:
             await self._group_commit(_Pending(row, tuple(accesses)))
-            app = Application(**row, history=[ApplicationEvent(at=now, status=Status.SUBMITTED)])
+            app: Application | Filed = Filed(
+                id=row["id"], service_code=service.code, status=Status.SUBMITTED, reference=None,
+                submitted_at=now, history=(Step(now, Status.SUBMITTED),),
+            )  # fmt: skip
         except IntegrityError:
             if idempotency_key is None:
                 raise

@@ -21,7 +21,7 @@ from auth.permissions.scopes import missing_scopes, service_scopes
 from auth.principal import Principal, PrincipalKind
 from connectors.errors import ConnectorError
 from connectors.registry import RecordNotFound
-from gateway.applications import IdempotencyConflict
+from gateway.applications import Filed, IdempotencyConflict
 from gateway.catalog.model import FieldType, FormField, Service, ServiceKind, Text
 from gateway.catalog.validation import FormInvalid, validate_form
 from gateway.db import tables
@@ -145,7 +145,7 @@ async def lookup(context: Context, service: Service, form: Mapping[str, Any]) ->
 
 async def submit(
     context: Context, service: Service, form: Mapping[str, Any], idempotency_key: str | None
-) -> tables.Application:
+) -> tables.Application | Filed:
     principal = require_caller(context, service)
     assert principal.subject is not None
     app_filing = principal.kind is PrincipalKind.APP

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import strawberry
 
-from gateway.applications import Status
+from gateway.applications import Filed, Status
 from gateway.catalog import model
 from gateway.catalog.rules import RULES, effective_pattern
 from gateway.clock import aware
@@ -204,7 +204,7 @@ class Application:
         return service
 
     @classmethod
-    def of(cls, app: tables.Application, *, history: bool = True) -> Application:
+    def of(cls, app: tables.Application | Filed, *, history: bool = True) -> Application:
         """``history=False``: the operation did not ask for it, and it was not loaded."""
         return cls(
             id=strawberry.ID(app.id),
