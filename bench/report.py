@@ -121,6 +121,7 @@ def _targets(results: list[Result], soak: Soak | None) -> list[str]:
         FAN_OUT_KINDS,
         FAN_OUT_ROW,
         LOOKUP_ROW,
+        SUBMIT_PG_2_ROW,
         SUBMIT_PG_ROW,
         SUBMIT_ROW,
     )
@@ -175,7 +176,10 @@ def _targets(results: list[Result], soak: Soak | None) -> list[str]:
     else:
         rows.append(f"| fan-out vs slowest back end | — | ≤ slowest + {FAN_OUT_MARGIN_MS:g} ms "
                     f"| {_status(None)} |")  # fmt: skip
-    for name, target in ((SUBMIT_PG_ROW, SUBMISSIONS_PER_S), (SUBMIT_ROW, None)):
+    # "On this 2-core machine": the two-process row is the target's; the
+    # one-process and SQLite rows are reported beside it.
+    submit_rows = ((SUBMIT_PG_2_ROW, SUBMISSIONS_PER_S), (SUBMIT_PG_ROW, None), (SUBMIT_ROW, None))
+    for name, target in submit_rows:
         row = by_name.get(name)
         required = f"≥ {target:,.0f}/s, no error" if target else "reported"
         if row is None:

@@ -331,6 +331,7 @@ def _servers_to_run(
     if postgres is not None:
         pg = {"KHAALGA_DATABASE_URL": postgres[0]}
         servers.append(Server("gateway-pg", "gateway", pg))
+        servers.append(Server("gateway-pg-2", "gateway", pg, processes=2))
         if _redis_reachable(args.redis):
             shared = {
                 **pg,

@@ -42,10 +42,14 @@ LOOKUP_ROW = "gateway: LOOKUP (REST)"
 FAN_OUT_ROW = "gateway: fan-out REST+SOAP+SQL"
 SUBMIT_ROW = "gateway: APPLICATION submit"
 SUBMIT_PG_ROW = "gateway: APPLICATION submit [PostgreSQL]"
+# The machine's capacity: a second process on the other core (beside wrk and
+# PostgreSQL), no rate limits, so only durability is measured.
+SUBMIT_PG_2_ROW = "gateway: APPLICATION submit [PostgreSQL, 2 processes]"
 FAN_OUT_KINDS = ("REST", "SOAP", "SQL")
 # Rows that need the run's PostgreSQL database (and, for scale-out, Redis).
 POSTGRES_ROWS = (
     SUBMIT_PG_ROW,
+    SUBMIT_PG_2_ROW,
     "scale-out: catalog, 1 process",
     "scale-out: catalog, 2 processes",
     "scale-out: APPLICATION submit, 1 process",
@@ -129,6 +133,7 @@ def build(http: httpx.Client, token: str, citizen: str, seeded_token: str) -> li
         (catalog_row, "gateway-asyncio", "gateway: catalog [no response cache, asyncio + h11]",
          CATALOG_ROW),
         (submit_row, "gateway-pg", SUBMIT_PG_ROW, SUBMIT_ROW),
+        (submit_row, "gateway-pg-2", SUBMIT_PG_2_ROW, SUBMIT_PG_ROW),
         (catalog_row, "scale-1", "scale-out: catalog, 1 process", CATALOG_ROW),
         (catalog_row, "scale-2", "scale-out: catalog, 2 processes",
          "scale-out: catalog, 1 process"),
