@@ -139,6 +139,11 @@ def _shut(server: _Server, thread: threading.Thread | None) -> None:
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver listens with a backlog of 5: with a few dozen clients
+    # connecting at once (this agency closes every connection, so each call
+    # connects anew) the kernel dropped SYNs, and the retransmission a second
+    # later put 1-2 s into the tail. Real SOAP servers queue far more.
+    request_queue_size = 128
 
 
 class _QuietHandler(WSGIRequestHandler):
