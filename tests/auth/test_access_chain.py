@@ -11,7 +11,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth.audit.model import Access, ActorKind, Purpose
-from auth.audit.record import record
+from auth.audit.record import AccessLog, record
 from auth.audit.verify import verify
 from gateway.db.engine import create_engine, session_factory
 from gateway.db.tables import AccessChainHead, AccessEvent
@@ -59,6 +59,34 @@ async def test_concurrent_appends_keep_one_chain(
         rows = (await session.scalars(select(AccessEvent).order_by(AccessEvent.seq))).all()
     assert [r.seq for r in rows] == list(range(1, 41))
     assert sorted(r.request_id or "" for r in rows) == sorted(f"req-{i}" for i in range(40))
+
+
+async def test_the_resolvers_recorder_and_other_writers_share_one_chain(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    # AccessLog commits through a writer of its own on SQLite (a thread with
+    # the plain driver); record() and submissions go through the async engine.
+    log = AccessLog(sessions)
+    try:
+        await asyncio.gather(
+            *(log.record(access(i)) for i in range(30)),
+            *(record(sessions, access(i)) for i in range(30, 45)),
+            *(log.record(access(i), access(i + 100)) for i in range(45, 50)),
+        )
+    finally:
+        await log.aclose()
+    verdict = await verify(sessions)
+    assert verdict.ok, verdict
+    assert verdict.checked == 55
+    async with sessions() as session:
+        rows = (await session.scalars(select(AccessEvent).order_by(AccessEvent.seq))).all()
+    assert sorted(r.request_id or "" for r in rows) == sorted(
+        [f"req-{i}" for i in range(50)] + [f"req-{i + 100}" for i in range(45, 50)]
+    )
+    # Read back as written, whichever path wrote it.
+    assert {(r.citizen, r.agency, tuple(r.fields), r.purpose) for r in rows} == {
+        (CITIZENS[0], "LAND", ("parcelNumber", "registerNumber"), "CASE_HANDLING")
+    }
 
 
 async def tamper(sessions: async_sessionmaker[AsyncSession], statement: object) -> None:
