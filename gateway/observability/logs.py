@@ -23,15 +23,17 @@ FIELDS = "khaalga_fields"  # the ``extra`` key carrying a line's structured fiel
 class JsonFormatter(logging.Formatter):
     # The date and time to the second, made once per second: building it with
     # ``datetime.isoformat`` for each line was a tenth of a cached request's CPU.
-    _second = -1
-    _stamp = ""
+    # One tuple, replaced whole, so a thread logging meanwhile never pairs
+    # one second with another's text.
+    _second: tuple[int, str] = (-1, "")
 
     def _timestamp(self, record: logging.LogRecord) -> str:
-        second = int(record.created)
-        if second != self._second:
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        second = self._second
+        if second[0] != int(record.created):
+            created = int(record.created)
+            second = (created, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)))
             self._second = second
-        return f"{self._stamp}.{int(record.msecs):03d}+00:00"
+        return f"{second[1]}.{int(record.msecs):03d}+00:00"
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import logging
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import pytest
 
 from gateway.catalog.loader import Catalog
 from gateway.catalog.model import ServiceKind
-from gateway.observability.logs import configure_logging
+from gateway.observability.logs import JsonFormatter, configure_logging
 from legacy.samples import CITIZENS
 from tests.observability.conftest import LOOKUP, SUBMIT, Gateway, first_service
 
@@ -104,3 +105,12 @@ async def test_no_register_number_token_or_variable_reaches_the_logs(
     everything = log_output.getvalue() + caplog.text
     for secret in (CAROL, CAROL.encode("unicode_escape").decode(), carol.token):
         assert secret not in everything
+
+
+@pytest.mark.parametrize("created", [1764170449.2025, 1764170449.9999, 1764170450.0004, 0.5])
+def test_the_timestamp_is_utc_iso_8601_to_the_millisecond(created: float) -> None:
+    record = logging.LogRecord("khaalga.test", logging.INFO, __file__, 1, "m", None, None)
+    record.created, record.msecs = created, (created - int(created)) * 1000
+    stamp = orjson.loads(JsonFormatter().format(record))["ts"]
+    expected = dt.datetime.fromtimestamp(created, dt.UTC).isoformat(timespec="milliseconds")
+    assert stamp == expected
