@@ -29,7 +29,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Connection, DateTime, Engine, Table, bindparam, insert, text, update
+from sqlalchemy import DateTime, Engine, Table, bindparam, insert, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from auth.audit.model import Access
@@ -149,27 +149,21 @@ async def append_on(
     connection: AsyncConnection, accesses: Sequence[Access], at: dt.datetime
 ) -> None:
     """``append_all`` on a Core connection inside its transaction."""
-    if accesses:
-        await connection.run_sync(append_sync, accesses, at)
-
-
-def append_sync(connection: Connection, accesses: Sequence[Access], at: dt.datetime) -> None:
-    """The append itself, written once for both kinds of connection: the
-    async ones run it through ``run_sync`` (one greenlet switch for all its
-    statements), the SQLite writer's thread directly."""
-    engine = connection.engine
+    if not accesses:
+        return
+    engine = connection.sync_engine
     seen = _heads.get(engine)
     if seen is not None:
         rows = _linked(accesses, at, *seen)
-        if _swap(connection, seen, rows):
+        if await _swap(connection, seen, rows):
             _heads[engine] = (rows[-1].seq, rows[-1].hash)
             return
-    taken = connection.execute(_TAKE_HEAD, {"taken": len(accesses)}).one_or_none()
+    taken = (await connection.execute(_TAKE_HEAD, {"taken": len(accesses)})).one_or_none()
     if taken is None:
         raise RuntimeError("access_chain_head is missing: run `khaalga db upgrade`")
     rows = _linked(accesses, at, int(taken[0]) - len(accesses), str(taken[1]))
-    connection.execute(insert(_EVENTS), [_values(row) for row in rows])
-    connection.execute(_MOVE_HEAD, {"last": rows[-1].hash})
+    await connection.execute(insert(_EVENTS), [_values(row) for row in rows])
+    await connection.execute(_MOVE_HEAD, {"last": rows[-1].hash})
     _heads[engine] = (rows[-1].seq, rows[-1].hash)
 
 
@@ -187,7 +181,7 @@ async def commit_alone(
         rows = _linked(accesses, at, *seen)
         async with engine.connect() as connection:
             await connection.execution_options(isolation_level="AUTOCOMMIT")
-            if await connection.run_sync(_swap, seen, rows):
+            if await _swap(connection, seen, rows):
                 _heads[engine.sync_engine] = (rows[-1].seq, rows[-1].hash)
                 return
         # Stale: the swap changed nothing; take the head instead of guessing again.
@@ -196,7 +190,7 @@ async def commit_alone(
         await append_on(connection, accesses, at)
 
 
-def _swap(connection: Connection, seen: tuple[int, str], rows: Sequence[_Row]) -> bool:
+async def _swap(connection: AsyncConnection, seen: tuple[int, str], rows: Sequence[_Row]) -> bool:
     """Move the head from ``seen`` past ``rows`` and insert them, or do
     nothing at all when the head is no longer ``seen``."""
     moved = {"length": rows[-1].seq, "last": rows[-1].hash, "seen": seen[0], "seen_hash": seen[1]}
@@ -205,12 +199,13 @@ def _swap(connection: Connection, seen: tuple[int, str], rows: Sequence[_Row]) -
         document = json.dumps(
             [{name: getattr(row, name) for name in _RECORD} for row in rows], ensure_ascii=False
         )
-        result = connection.execute(_SWAP_PG, {**moved, "rows": document, "at": rows[0].at})
+        result = await connection.execute(_SWAP_PG, {**moved, "rows": document, "at": rows[0].at})
         return result.rowcount == len(rows)
     # SQLite has no data-modifying WITH: the swap, then the rows if it moved.
-    if connection.execute(_SWAP_HEAD, moved).rowcount != 1:
+    result = await connection.execute(_SWAP_HEAD, moved)
+    if result.rowcount != 1:
         return False
-    connection.execute(insert(_EVENTS), [_values(row) for row in rows])
+    await connection.execute(insert(_EVENTS), [_values(row) for row in rows])
     return True
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth.audit.chain import commit_alone
 from auth.audit.model import Access, ActorKind, Purpose
-from auth.audit.sqlite_writer import SqliteChainWriter
 from auth.principal import Principal
 from auth.request_id import REQUEST_ID
 from gateway.clock import utcnow
@@ -54,19 +53,11 @@ class AccessLog:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
         self._commit = GroupCommit[tuple[Access, ...]](self._write)
-        bind = sessions.kw["bind"]
-        self._sqlite = (
-            SqliteChainWriter(sessions)
-            if isinstance(bind, AsyncEngine) and bind.dialect.name == "sqlite"
-            else None
-        )
 
     async def _write(self, batch: Sequence[tuple[Access, ...]]) -> None:
-        accesses = [access for accesses in batch for access in accesses]
-        if self._sqlite is not None:
-            await self._sqlite.commit(accesses, utcnow())
-        else:
-            await commit_alone(self.sessions, accesses, utcnow())
+        await commit_alone(
+            self.sessions, [access for accesses in batch for access in accesses], utcnow()
+        )
 
     async def record(self, *accesses: Access) -> None:
         if accesses:
@@ -74,5 +65,3 @@ class AccessLog:
 
     async def aclose(self) -> None:
         await self._commit.aclose()
-        if self._sqlite is not None:
-            await self._sqlite.aclose()

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
 
-import sqlalchemy
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import (
@@ -48,16 +47,6 @@ def create_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(url, pool_size=10, max_overflow=20, hide_parameters=True)
     _ping_when_idle(engine.sync_engine)
     return engine
-
-
-def sqlite_sync_engine(engine: AsyncEngine) -> Engine:
-    """The same SQLite database through the plain (synchronous) driver, set
-    up as ``create_engine`` sets up the async one, for work done whole in a
-    thread of its own (auth/audit/sqlite_writer.py)."""
-    assert engine.dialect.name == "sqlite"
-    sync = sqlalchemy.create_engine(engine.url.set(drivername="sqlite"), hide_parameters=True)
-    event.listen(sync, "connect", _sqlite_pragmas)
-    return sync
 
 
 def _ping_when_idle(engine: Engine) -> None:

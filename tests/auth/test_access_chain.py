@@ -64,8 +64,8 @@ async def test_concurrent_appends_keep_one_chain(
 async def test_the_resolvers_recorder_and_other_writers_share_one_chain(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    # AccessLog commits through a writer of its own on SQLite (a thread with
-    # the plain driver); record() and submissions go through the async engine.
+    # AccessLog's group commits and record()'s one-off transactions race for
+    # the chain head; several rows of one request go in together.
     log = AccessLog(sessions)
     try:
         await asyncio.gather(
