@@ -30,11 +30,11 @@ from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
 from sqlalchemy import DateTime, Engine, Table, bindparam, insert, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from auth.audit.model import Access
 from gateway.clock import aware
-from gateway.db.engine import write_transaction
+from gateway.db.engine import bound_engine, write_transaction
 from gateway.db.tables import AccessChainHead, AccessEvent
 
 GENESIS = "0" * 64
@@ -130,6 +130,10 @@ def _linked(accesses: Sequence[Access], at: dt.datetime, length: int, last: str)
 _heads: weakref.WeakKeyDictionary[Engine, tuple[int, str]] = weakref.WeakKeyDictionary()
 
 
+def _remember(engine: Engine, rows: Sequence[_Row]) -> None:
+    _heads[engine] = (rows[-1].seq, rows[-1].hash)
+
+
 async def append(session: AsyncSession, access: Access, at: dt.datetime) -> None:
     """Add one event inside the caller's transaction; the caller commits."""
     await append_all(session, [access], at)
@@ -156,7 +160,7 @@ async def append_on(
     if seen is not None:
         rows = _linked(accesses, at, *seen)
         if await _swap(connection, seen, rows):
-            _heads[engine] = (rows[-1].seq, rows[-1].hash)
+            _remember(engine, rows)
             return
     taken = (await connection.execute(_TAKE_HEAD, {"taken": len(accesses)})).one_or_none()
     if taken is None:
@@ -164,7 +168,7 @@ async def append_on(
     rows = _linked(accesses, at, int(taken[0]) - len(accesses), str(taken[1]))
     await connection.execute(insert(_EVENTS), [_values(row) for row in rows])
     await connection.execute(_MOVE_HEAD, {"last": rows[-1].hash})
-    _heads[engine] = (rows[-1].seq, rows[-1].hash)
+    _remember(engine, rows)
 
 
 async def commit_alone(
@@ -174,7 +178,7 @@ async def commit_alone(
     group commit): the fewest round trips each database allows."""
     if not accesses:
         return
-    engine = cast(AsyncEngine, sessions.kw["bind"])
+    engine = bound_engine(sessions)
     seen = _heads.get(engine.sync_engine)
     if seen is not None and engine.dialect.name == "postgresql":
         # One statement is its own transaction: no BEGIN, no COMMIT.
@@ -182,7 +186,7 @@ async def commit_alone(
         async with engine.connect() as connection:
             await connection.execution_options(isolation_level="AUTOCOMMIT")
             if await _swap(connection, seen, rows):
-                _heads[engine.sync_engine] = (rows[-1].seq, rows[-1].hash)
+                _remember(engine.sync_engine, rows)
                 return
         # Stale: the swap changed nothing; take the head instead of guessing again.
         _heads.pop(engine.sync_engine, None)

@@ -108,10 +108,14 @@ async def write_transaction(
     taking its turn among SQLite writers as ``sessions.begin()`` does:
     for a few statements the ORM session's own bookkeeping costs more than
     they do."""
-    engine = cast(AsyncEngine, sessions.kw["bind"])
     turn = sessions.turn if isinstance(sessions, SerialWriters) else contextlib.nullcontext()
-    async with turn, engine.begin() as connection:
+    async with turn, bound_engine(sessions).begin() as connection:
         yield connection
+
+
+def bound_engine(sessions: async_sessionmaker[AsyncSession]) -> AsyncEngine:
+    """The engine ``session_factory`` bound ``sessions`` to."""
+    return cast(AsyncEngine, sessions.kw["bind"])
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
