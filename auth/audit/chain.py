@@ -25,11 +25,10 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-import weakref
 from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
-from sqlalchemy import DateTime, Engine, Table, bindparam, insert, text, update
+from sqlalchemy import Connection, DateTime, Engine, Table, bindparam, insert, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from auth.audit.model import Access
@@ -125,13 +124,20 @@ def _linked(accesses: Sequence[Access], at: dt.datetime, length: int, last: str)
     return rows
 
 
-# The head each process last wrote, per engine: a guess that every swap
+# The head each process last wrote, per database: a guess that every swap
 # checks, never trusted on its own.
-_heads: weakref.WeakKeyDictionary[Engine, tuple[int, str]] = weakref.WeakKeyDictionary()
+_heads: dict[str, tuple[int, str]] = {}
+
+
+def _database(engine: Engine) -> str:
+    # Whichever driver reaches it: the async engine and the SQLite inline
+    # writer's plain one share one guess instead of spoiling each other's.
+    url = engine.url
+    return f"{url.get_backend_name()}://{url.host}:{url.port}/{url.database}"
 
 
 def _remember(engine: Engine, rows: Sequence[_Row]) -> None:
-    _heads[engine] = (rows[-1].seq, rows[-1].hash)
+    _heads[_database(engine)] = (rows[-1].seq, rows[-1].hash)
 
 
 async def append(session: AsyncSession, access: Access, at: dt.datetime) -> None:
@@ -153,21 +159,28 @@ async def append_on(
     connection: AsyncConnection, accesses: Sequence[Access], at: dt.datetime
 ) -> None:
     """``append_all`` on a Core connection inside its transaction."""
-    if not accesses:
-        return
-    engine = connection.sync_engine
-    seen = _heads.get(engine)
+    if accesses:
+        await connection.run_sync(append_sync, accesses, at)
+
+
+def append_sync(connection: Connection, accesses: Sequence[Access], at: dt.datetime) -> None:
+    """The append itself, written once for both kinds of connection: the
+    async ones run it through ``run_sync`` (one greenlet switch for all its
+    statements), the SQLite inline writer (``auth/audit/sqlite_inline.py``)
+    directly."""
+    engine = connection.engine
+    seen = _heads.get(_database(engine))
     if seen is not None:
         rows = _linked(accesses, at, *seen)
-        if await _swap(connection, seen, rows):
+        if _swap(connection, seen, rows):
             _remember(engine, rows)
             return
-    taken = (await connection.execute(_TAKE_HEAD, {"taken": len(accesses)})).one_or_none()
+    taken = connection.execute(_TAKE_HEAD, {"taken": len(accesses)}).one_or_none()
     if taken is None:
         raise RuntimeError("access_chain_head is missing: run `khaalga db upgrade`")
     rows = _linked(accesses, at, int(taken[0]) - len(accesses), str(taken[1]))
-    await connection.execute(insert(_EVENTS), [_values(row) for row in rows])
-    await connection.execute(_MOVE_HEAD, {"last": rows[-1].hash})
+    connection.execute(insert(_EVENTS), [_values(row) for row in rows])
+    connection.execute(_MOVE_HEAD, {"last": rows[-1].hash})
     _remember(engine, rows)
 
 
@@ -179,22 +192,22 @@ async def commit_alone(
     if not accesses:
         return
     engine = bound_engine(sessions)
-    seen = _heads.get(engine.sync_engine)
+    seen = _heads.get(_database(engine.sync_engine))
     if seen is not None and engine.dialect.name == "postgresql":
         # One statement is its own transaction: no BEGIN, no COMMIT.
         rows = _linked(accesses, at, *seen)
         async with engine.connect() as connection:
             await connection.execution_options(isolation_level="AUTOCOMMIT")
-            if await _swap(connection, seen, rows):
+            if await connection.run_sync(_swap, seen, rows):
                 _remember(engine.sync_engine, rows)
                 return
         # Stale: the swap changed nothing; take the head instead of guessing again.
-        _heads.pop(engine.sync_engine, None)
+        _heads.pop(_database(engine.sync_engine), None)
     async with write_transaction(sessions) as connection:
         await append_on(connection, accesses, at)
 
 
-async def _swap(connection: AsyncConnection, seen: tuple[int, str], rows: Sequence[_Row]) -> bool:
+def _swap(connection: Connection, seen: tuple[int, str], rows: Sequence[_Row]) -> bool:
     """Move the head from ``seen`` past ``rows`` and insert them, or do
     nothing at all when the head is no longer ``seen``."""
     moved = {"length": rows[-1].seq, "last": rows[-1].hash, "seen": seen[0], "seen_hash": seen[1]}
@@ -203,13 +216,12 @@ async def _swap(connection: AsyncConnection, seen: tuple[int, str], rows: Sequen
         document = json.dumps(
             [{name: getattr(row, name) for name in _RECORD} for row in rows], ensure_ascii=False
         )
-        result = await connection.execute(_SWAP_PG, {**moved, "rows": document, "at": rows[0].at})
+        result = connection.execute(_SWAP_PG, {**moved, "rows": document, "at": rows[0].at})
         return result.rowcount == len(rows)
     # SQLite has no data-modifying WITH: the swap, then the rows if it moved.
-    result = await connection.execute(_SWAP_HEAD, moved)
-    if result.rowcount != 1:
+    if connection.execute(_SWAP_HEAD, moved).rowcount != 1:
         return False
-    await connection.execute(insert(_EVENTS), [_values(row) for row in rows])
+    connection.execute(insert(_EVENTS), [_values(row) for row in rows])
     return True
 
 

@@ -8,9 +8,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth.audit.chain import commit_alone
 from auth.audit.model import Access, ActorKind, Purpose
+from auth.audit.sqlite_inline import SqliteInlineWriter
 from auth.principal import Principal
 from auth.request_id import REQUEST_ID
 from gateway.clock import utcnow
+from gateway.db.engine import bound_engine
 from gateway.group_commit import GroupCommit
 
 
@@ -53,11 +55,13 @@ class AccessLog:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
         self._commit = GroupCommit[tuple[Access, ...]](self._write)
+        sqlite = bound_engine(sessions).dialect.name == "sqlite"
+        self._inline = SqliteInlineWriter(sessions) if sqlite else None
 
     async def _write(self, batch: Sequence[tuple[Access, ...]]) -> None:
-        await commit_alone(
-            self.sessions, [access for accesses in batch for access in accesses], utcnow()
-        )
+        accesses, at = [access for accesses in batch for access in accesses], utcnow()
+        if self._inline is None or not await self._inline.commit(accesses, at):
+            await commit_alone(self.sessions, accesses, at)
 
     async def record(self, *accesses: Access) -> None:
         if accesses:
@@ -65,3 +69,5 @@ class AccessLog:
 
     async def aclose(self) -> None:
         await self._commit.aclose()
+        if self._inline is not None:
+            await self._inline.aclose()

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
 
+import sqlalchemy
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import (
@@ -47,6 +48,28 @@ def create_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(url, pool_size=10, max_overflow=20, hide_parameters=True)
     _ping_when_idle(engine.sync_engine)
     return engine
+
+
+def _sqlite_inline_pragmas(dbapi_connection: Any, record: Any) -> None:
+    _sqlite_pragmas(dbapi_connection, record)
+    cursor = dbapi_connection.cursor()
+    # Never wait for the lock on the event loop, and never copy the WAL into
+    # the database there: see auth/audit/sqlite_inline.py.
+    cursor.execute("PRAGMA busy_timeout=0")
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
+    cursor.close()
+
+
+def sqlite_inline_engine(engine: AsyncEngine) -> Engine:
+    """The same SQLite database through the plain (synchronous) driver, for
+    short writes made on the event loop itself (auth/audit/sqlite_inline.py):
+    one connection, which never waits for a lock nor checkpoints."""
+    assert engine.dialect.name == "sqlite"
+    inline = sqlalchemy.create_engine(
+        engine.url.set(drivername="sqlite"), hide_parameters=True, pool_size=1, max_overflow=0
+    )
+    event.listen(inline, "connect", _sqlite_inline_pragmas)
+    return inline
 
 
 def _ping_when_idle(engine: Engine) -> None:

@@ -1,0 +1,79 @@
+"""The resolvers' data-access rows on SQLite, committed on the event loop.
+
+Why not the async engine, as everywhere else: aiosqlite sends every step of
+a commit (checkout, the swap, the insert, the commit, the pool's reset) to
+its thread and back, eight hops, and a LOOKUP's lone row cost ~1.4 ms of
+CPU that way, more than the rest of the request. A thread of our own doing
+the whole commit in one hop was tried and reverted: its Python contended
+with the event loop for the GIL on the one server core. Here the same
+statements (``chain.append_sync``) run on the loop itself through the
+plain driver.
+
+What the loop gives up: it waits while SQLite writes the WAL and flushes
+it (the fsync; ~0.2 ms on this machine's disk), never for a lock or a
+checkpoint. The connection's busy timeout is 0, so a commit that finds the
+database locked (another process, or a writer of this one that does not
+take its turn) changes nothing and returns False, and the caller takes the
+async path, which waits. Checkpoints (copying the WAL into the database:
+milliseconds) are off on this connection and run on the async engine's
+thread every ``CHECKPOINT_EVERY`` commits. The process's writers still take
+turns (``SerialWriters.turn``).
+
+PostgreSQL needs none of this: there a lone row is one statement in
+autocommit (``chain.commit_alone``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import sqlite3
+from collections.abc import Sequence
+
+from sqlalchemy import exc
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from auth.audit.chain import append_sync
+from auth.audit.model import Access
+from gateway.db.engine import SerialWriters, bound_engine, sqlite_inline_engine
+
+CHECKPOINT_EVERY = 500  # commits; a few hundred kB of WAL at a lookup's row size
+_LOCKED = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+
+
+class SqliteInlineWriter:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._async_engine = bound_engine(sessions)
+        self._engine = sqlite_inline_engine(self._async_engine)
+        self._turn = sessions.turn if isinstance(sessions, SerialWriters) else None
+        self._commits = 0
+        self._checkpoint: asyncio.Task[None] | None = None
+
+    async def commit(self, accesses: Sequence[Access], at: dt.datetime) -> bool:
+        """Append and commit ``accesses``; False if the database was locked
+        (nothing written)."""
+        async with self._turn if self._turn is not None else contextlib.nullcontext():
+            try:
+                with self._engine.begin() as connection:
+                    append_sync(connection, accesses, at)
+            except exc.OperationalError as error:
+                if getattr(error.orig, "sqlite_errorcode", None) in _LOCKED:
+                    return False
+                raise
+        self._commits += 1
+        if self._commits % CHECKPOINT_EVERY == 0 and (
+            self._checkpoint is None or self._checkpoint.done()
+        ):
+            self._checkpoint = asyncio.create_task(self._copy_wal())
+        return True
+
+    async def _copy_wal(self) -> None:
+        # PASSIVE: copies what no reader still needs, never blocks a writer.
+        async with self._async_engine.connect() as connection:
+            await connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+    async def aclose(self) -> None:
+        if self._checkpoint is not None:
+            await self._checkpoint
+        self._engine.dispose()
