@@ -179,7 +179,7 @@ def append_sync(connection: Connection, accesses: Sequence[Access], at: dt.datet
     if taken is None:
         raise RuntimeError("access_chain_head is missing: run `khaalga db upgrade`")
     rows = _linked(accesses, at, int(taken[0]) - len(accesses), str(taken[1]))
-    connection.execute(insert(_EVENTS), [_values(row) for row in rows])
+    connection.execute(_INSERT_EVENTS, [_values(row) for row in rows])
     connection.execute(_MOVE_HEAD, {"last": rows[-1].hash})
     _remember(engine, rows)
 
@@ -221,7 +221,7 @@ def _swap(connection: Connection, seen: tuple[int, str], rows: Sequence[_Row]) -
     # SQLite has no data-modifying WITH: the swap, then the rows if it moved.
     if connection.execute(_SWAP_HEAD, moved).rowcount != 1:
         return False
-    connection.execute(insert(_EVENTS), [_values(row) for row in rows])
+    connection.execute(_INSERT_EVENTS, [_values(row) for row in rows])
     return True
 
 
@@ -232,6 +232,7 @@ def _values(row: _Row) -> dict[str, Any]:
 _HEAD = cast(Table, AccessChainHead.__table__)
 _EVENTS = cast(Table, AccessEvent.__table__)
 _COLUMNS = tuple(column.key for column in _EVENTS.columns)
+_INSERT_EVENTS = insert(_EVENTS)
 _TAKE_HEAD = (
     update(_HEAD)
     .where(_HEAD.c.id == HEAD_ID)

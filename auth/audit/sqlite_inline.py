@@ -31,7 +31,7 @@ import datetime as dt
 import sqlite3
 from collections.abc import Sequence
 
-from sqlalchemy import exc
+from sqlalchemy import Connection, exc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth.audit.chain import append_sync
@@ -46,6 +46,9 @@ class SqliteInlineWriter:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._async_engine = bound_engine(sessions)
         self._engine = sqlite_inline_engine(self._async_engine)
+        # Kept open: a checkout and the pool's reset per commit cost as much
+        # as a statement.
+        self._connection: Connection | None = None
         self._turn = sessions.turn if isinstance(sessions, SerialWriters) else None
         self._commits = 0
         self._checkpoint: asyncio.Task[None] | None = None
@@ -54,9 +57,11 @@ class SqliteInlineWriter:
         """Append and commit ``accesses``; False if the database was locked
         (nothing written)."""
         async with self._turn if self._turn is not None else contextlib.nullcontext():
+            if self._connection is None:
+                self._connection = self._engine.connect()
             try:
-                with self._engine.begin() as connection:
-                    append_sync(connection, accesses, at)
+                with self._connection.begin():
+                    append_sync(self._connection, accesses, at)
             except exc.OperationalError as error:
                 if getattr(error.orig, "sqlite_errorcode", None) in _LOCKED:
                     return False
@@ -76,4 +81,6 @@ class SqliteInlineWriter:
     async def aclose(self) -> None:
         if self._checkpoint is not None:
             await self._checkpoint
+        if self._connection is not None:
+            self._connection.close()
         self._engine.dispose()
