@@ -4,7 +4,7 @@ Cores (this is a 2-core machine): the server under test alone on core 0;
 this driver, wrk, the open-loop generator and the agency simulators on core 1
 (the multi-process rows put their second server on core 1 too, see below).
 
-    python -m bench.run [--seconds 10] [--only gateway] [--out bench/results]
+    python -m bench.run [--seconds 10] [--only gateway,direct] [--out bench/results]
                         [--soak 600] [--postgres URL] [--redis URL] [--no-profile]
 """
 
@@ -254,7 +254,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    parser.add_argument("--only", help="substring of the scenario names to run")
+    parser.add_argument(
+        "--only", type=lambda text: tuple(part for part in text.split(",") if part),
+        help="substrings of the scenario names to run, comma-separated",
+    )  # fmt: skip
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument(
         "--soak", type=float, default=600.0,
@@ -269,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     notes: list[str] = []
     soak: Soak | None = None
     profile: list[str] | None = None
-    wants_postgres = not args.only or any(args.only in name for name in scenarios.POSTGRES_ROWS)
+    wants_postgres = any(_wanted(args, name) for name in scenarios.POSTGRES_ROWS)
     postgres = _fresh_postgres(args.postgres) if wants_postgres else None
     if wants_postgres and postgres is None:
         notes.append(f"PostgreSQL at {args.postgres} could not be reached: its rows are missing.")
@@ -300,7 +303,7 @@ def main(argv: list[str] | None = None) -> None:
                         f"{outbox:,} outbox rows, for {answered:,} measured submissions "
                         "answered 200 (plus warm-ups and checks): one of each per submission."
                     )
-                if args.soak > 0 and (not args.only or args.only in "soak"):
+                if args.soak > 0 and _wanted(args, "soak"):
                     soak = _soak(args, env, var_dir, plan, results)
                 if not args.no_profile:
                     from bench.profile import profile_hot_paths
@@ -315,6 +318,10 @@ def main(argv: list[str] | None = None) -> None:
     minutes = (time.monotonic() - started) / 60
     notes.append(f"The whole run took {minutes:.0f} min.")
     print(write_report(results, args.out, args.seconds, profile, soak=soak, notes=notes))
+
+
+def _wanted(args: argparse.Namespace, name: str) -> bool:
+    return not args.only or any(part in name for part in args.only)
 
 
 def _servers_to_run(
@@ -360,7 +367,7 @@ def _run_all(
     for server in servers:
         wanted = [
             s for s in plan
-            if s.server == server.name and (not args.only or args.only in s.name)
+            if s.server == server.name and _wanted(args, s.name)
         ]  # fmt: skip
         if server.name != "gateway" and not wanted:
             continue  # the first gateway run builds the plan; others start only when needed
@@ -375,7 +382,7 @@ def _run_all(
             for scenario in plan:
                 if scenario.server != server.name:
                     continue
-                if args.only and args.only not in scenario.name:
+                if not _wanted(args, scenario.name):
                     continue
                 scenarios.check(http, scenario)
                 print(f"measuring {scenario.name}", file=sys.stderr, flush=True)

@@ -28,12 +28,13 @@ import json
 from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Connection, DateTime, Engine, Table, bindparam, insert, text, update
+from sqlalchemy import URL, Connection, DateTime, Table, bindparam, insert, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from auth.audit.model import Access
 from gateway.clock import aware
 from gateway.db.engine import bound_engine, write_transaction
+from gateway.db.plain import PlainConnection
 from gateway.db.tables import AccessChainHead, AccessEvent
 
 GENESIS = "0" * 64
@@ -129,15 +130,14 @@ def _linked(accesses: Sequence[Access], at: dt.datetime, length: int, last: str)
 _heads: dict[str, tuple[int, str]] = {}
 
 
-def _database(engine: Engine) -> str:
+def _database(url: URL) -> str:
     # Whichever driver reaches it: the async engine and the SQLite inline
-    # writer's plain one share one guess instead of spoiling each other's.
-    url = engine.url
+    # writer's plain connection share one guess instead of spoiling each other's.
     return f"{url.get_backend_name()}://{url.host}:{url.port}/{url.database}"
 
 
-def _remember(engine: Engine, rows: Sequence[_Row]) -> None:
-    _heads[_database(engine)] = (rows[-1].seq, rows[-1].hash)
+def _remember(url: URL, rows: Sequence[_Row]) -> None:
+    _heads[_database(url)] = (rows[-1].seq, rows[-1].hash)
 
 
 async def append(session: AsyncSession, access: Access, at: dt.datetime) -> None:
@@ -163,17 +163,19 @@ async def append_on(
         await connection.run_sync(append_sync, accesses, at)
 
 
-def append_sync(connection: Connection, accesses: Sequence[Access], at: dt.datetime) -> None:
+def append_sync(
+    connection: Connection | PlainConnection, accesses: Sequence[Access], at: dt.datetime
+) -> None:
     """The append itself, written once for both kinds of connection: the
     async ones run it through ``run_sync`` (one greenlet switch for all its
     statements), the SQLite inline writer (``auth/audit/sqlite_inline.py``)
-    directly."""
-    engine = connection.engine
-    seen = _heads.get(_database(engine))
+    on its plain one."""
+    url = connection.url if isinstance(connection, PlainConnection) else connection.engine.url
+    seen = _heads.get(_database(url))
     if seen is not None:
         rows = _linked(accesses, at, *seen)
         if _swap(connection, seen, rows):
-            _remember(engine, rows)
+            _remember(url, rows)
             return
     taken = connection.execute(_TAKE_HEAD, {"taken": len(accesses)}).one_or_none()
     if taken is None:
@@ -181,7 +183,7 @@ def append_sync(connection: Connection, accesses: Sequence[Access], at: dt.datet
     rows = _linked(accesses, at, int(taken[0]) - len(accesses), str(taken[1]))
     connection.execute(_INSERT_EVENTS, [_values(row) for row in rows])
     connection.execute(_MOVE_HEAD, {"last": rows[-1].hash})
-    _remember(engine, rows)
+    _remember(url, rows)
 
 
 async def commit_alone(
@@ -192,22 +194,24 @@ async def commit_alone(
     if not accesses:
         return
     engine = bound_engine(sessions)
-    seen = _heads.get(_database(engine.sync_engine))
+    seen = _heads.get(_database(engine.url))
     if seen is not None and engine.dialect.name == "postgresql":
         # One statement is its own transaction: no BEGIN, no COMMIT.
         rows = _linked(accesses, at, *seen)
         async with engine.connect() as connection:
             await connection.execution_options(isolation_level="AUTOCOMMIT")
             if await connection.run_sync(_swap, seen, rows):
-                _remember(engine.sync_engine, rows)
+                _remember(engine.url, rows)
                 return
         # Stale: the swap changed nothing; take the head instead of guessing again.
-        _heads.pop(_database(engine.sync_engine), None)
+        _heads.pop(_database(engine.url), None)
     async with write_transaction(sessions) as connection:
         await append_on(connection, accesses, at)
 
 
-def _swap(connection: Connection, seen: tuple[int, str], rows: Sequence[_Row]) -> bool:
+def _swap(
+    connection: Connection | PlainConnection, seen: tuple[int, str], rows: Sequence[_Row]
+) -> bool:
     """Move the head from ``seen`` past ``rows`` and insert them, or do
     nothing at all when the head is no longer ``seen``."""
     moved = {"length": rows[-1].seq, "last": rows[-1].hash, "seen": seen[0], "seen_hash": seen[1]}

@@ -12,7 +12,7 @@ from auth.audit.sqlite_inline import SqliteInlineWriter
 from auth.principal import Principal
 from auth.request_id import REQUEST_ID
 from gateway.clock import utcnow
-from gateway.db.engine import bound_engine
+from gateway.db.engine import bound_engine, sqlite_file
 from gateway.group_commit import GroupCommit
 
 
@@ -55,8 +55,8 @@ class AccessLog:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
         self._commit = GroupCommit[tuple[Access, ...]](self._write)
-        sqlite = bound_engine(sessions).dialect.name == "sqlite"
-        self._inline = SqliteInlineWriter(sessions) if sqlite else None
+        on_file = sqlite_file(bound_engine(sessions)) is not None
+        self._inline = SqliteInlineWriter(sessions) if on_file else None
 
     async def _write(self, batch: Sequence[tuple[Access, ...]]) -> None:
         accesses, at = [access for accesses in batch for access in accesses], utcnow()

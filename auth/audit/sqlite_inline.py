@@ -6,8 +6,9 @@ its thread and back, eight hops, and a LOOKUP's lone row cost ~1.4 ms of
 CPU that way, more than the rest of the request. A thread of our own doing
 the whole commit in one hop was tried and reverted: its Python contended
 with the event loop for the GIL on the one server core. Here the same
-statements (``chain.append_sync``) run on the loop itself through the
-plain driver.
+append (``chain.append_sync``) runs on the loop itself, on a plain
+``sqlite3`` connection (``gateway/db/plain.py``: SQLAlchemy's statements,
+compiled once).
 
 What the loop gives up: it waits while SQLite writes the WAL and flushes
 it (the fsync; ~0.2 ms on this machine's disk), never for a lock or a
@@ -31,12 +32,12 @@ import datetime as dt
 import sqlite3
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, exc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth.audit.chain import append_sync
 from auth.audit.model import Access
-from gateway.db.engine import SerialWriters, bound_engine, sqlite_inline_engine
+from gateway.db.engine import SerialWriters, bound_engine, sqlite_inline_connection
+from gateway.db.plain import PlainConnection
 
 CHECKPOINT_EVERY = 500  # commits; a few hundred kB of WAL at a lookup's row size
 _LOCKED = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
@@ -45,10 +46,7 @@ _LOCKED = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 class SqliteInlineWriter:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._async_engine = bound_engine(sessions)
-        self._engine = sqlite_inline_engine(self._async_engine)
-        # Kept open: a checkout and the pool's reset per commit cost as much
-        # as a statement.
-        self._connection: Connection | None = None
+        self._connection: PlainConnection | None = None
         self._turn = sessions.turn if isinstance(sessions, SerialWriters) else None
         self._commits = 0
         self._checkpoint: asyncio.Task[None] | None = None
@@ -58,12 +56,19 @@ class SqliteInlineWriter:
         (nothing written)."""
         async with self._turn if self._turn is not None else contextlib.nullcontext():
             if self._connection is None:
-                self._connection = self._engine.connect()
+                self._connection = sqlite_inline_connection(self._async_engine)
+            raw = self._connection.raw
             try:
-                with self._connection.begin():
+                raw.execute("BEGIN")
+                try:
                     append_sync(self._connection, accesses, at)
-            except exc.OperationalError as error:
-                if getattr(error.orig, "sqlite_errorcode", None) in _LOCKED:
+                    raw.execute("COMMIT")
+                except BaseException:
+                    if raw.in_transaction:  # SQLite ends it itself after some errors
+                        raw.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as error:
+                if error.sqlite_errorcode in _LOCKED:
                     return False
                 raise
         self._commits += 1
@@ -82,5 +87,4 @@ class SqliteInlineWriter:
         if self._checkpoint is not None:
             await self._checkpoint
         if self._connection is not None:
-            self._connection.close()
-        self._engine.dispose()
+            self._connection.raw.close()

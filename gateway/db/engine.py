@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
 
-import sqlalchemy
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import (
@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from gateway.db.plain import PlainConnection
 
 # A connection used this recently is taken as alive without a ping.
 PING_AFTER_IDLE = 5.0
@@ -50,26 +52,26 @@ def create_engine(url: str) -> AsyncEngine:
     return engine
 
 
-def _sqlite_inline_pragmas(dbapi_connection: Any, record: Any) -> None:
-    _sqlite_pragmas(dbapi_connection, record)
-    cursor = dbapi_connection.cursor()
-    # Never wait for the lock on the event loop, and never copy the WAL into
-    # the database there: see auth/audit/sqlite_inline.py.
-    cursor.execute("PRAGMA busy_timeout=0")
-    cursor.execute("PRAGMA wal_autocheckpoint=0")
-    cursor.close()
+def sqlite_file(engine: AsyncEngine) -> str | None:
+    """The file of ``engine``'s SQLite database; None for PostgreSQL or an
+    in-memory database (which another connection could not see)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    return None if engine.url.query.get("mode") == "memory" else database
 
 
-def sqlite_inline_engine(engine: AsyncEngine) -> Engine:
-    """The same SQLite database through the plain (synchronous) driver, for
-    short writes made on the event loop itself (auth/audit/sqlite_inline.py):
-    one connection, which never waits for a lock nor checkpoints."""
-    assert engine.dialect.name == "sqlite"
-    inline = sqlalchemy.create_engine(
-        engine.url.set(drivername="sqlite"), hide_parameters=True, pool_size=1, max_overflow=0
-    )
-    event.listen(inline, "connect", _sqlite_inline_pragmas)
-    return inline
+def sqlite_inline_connection(engine: AsyncEngine) -> PlainConnection:
+    """A plain connection to ``engine``'s SQLite database, for short writes
+    made on the event loop itself (auth/audit/sqlite_inline.py): it never
+    waits for a lock and never copies the WAL into the database there."""
+    database = sqlite_file(engine)
+    assert database is not None
+    raw = sqlite3.connect(database, isolation_level=None)
+    _sqlite_pragmas(raw, None)
+    raw.execute("PRAGMA busy_timeout=0")
+    raw.execute("PRAGMA wal_autocheckpoint=0")
+    return PlainConnection(raw, engine.url)
 
 
 def _ping_when_idle(engine: Engine) -> None:
