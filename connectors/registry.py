@@ -54,6 +54,7 @@ class ConnectorRegistry:
         overrides: Mapping[str, Connector] | None = None,
     ) -> None:
         self.catalog = catalog
+        self._agencies = {agency.code: agency for agency in catalog.agencies}
         breakers = breaker_factory(breaker_threshold, breaker_ttl)
         self._connectors: dict[str, ResilientConnector] = {}
         for agency in catalog.agencies:
@@ -73,8 +74,7 @@ class ConnectorRegistry:
         return self._connectors[agency]
 
     async def lookup(self, service: Service, form: Mapping[str, Any]) -> dict[str, Any]:
-        agency = self.catalog.agency(service.agency_code)
-        assert agency is not None
+        agency = self._agencies[service.agency_code]
         request = BackendRequest(
             agency=agency.code,
             service_code=service.code,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from collections.abc import Callable, Iterable
 from typing import Any, cast
@@ -34,7 +35,7 @@ from schema import errors, operations, paging
 from schema.access_log import AccessLogQuery, record_application_list, record_application_reads
 from schema.apps import AppsMutation, AppsQuery
 from schema.catalog_view import CatalogView
-from schema.extension_hooks import PreparedExtensionsRunner
+from schema.extension_hooks import HookPlans, PreparedExtensionsRunner
 from schema.generated import service_fields
 from schema.limits.time_budget import bound_root_fields
 from schema.me import MeQuery
@@ -263,10 +264,14 @@ class BaseMutation:
 
 
 class KhaalgaSchema(strawberry.Schema):
+    @functools.cached_property
+    def _hook_plans(self) -> HookPlans:
+        return HookPlans()
+
     def create_extensions_runner(
         self, execution_context: ExecutionContext, extensions: list[SchemaExtension]
     ) -> SchemaExtensionsRunner:
-        return PreparedExtensionsRunner(execution_context, extensions)
+        return PreparedExtensionsRunner(execution_context, extensions, self._hook_plans)
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None

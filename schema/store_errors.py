@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from graphql import GraphQLError
 from sqlalchemy import exc as sa_exc
-from strawberry.extensions import MaskErrors
 
 from gateway.db.failures import classify
 from schema import errors
+from schema.masking import MaskErrors
 
 
 def is_store_unavailable(error: GraphQLError) -> bool:

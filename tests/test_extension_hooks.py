@@ -5,12 +5,13 @@ same stages, and an error inside a stage reaches the hooks the same way."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from types import SimpleNamespace
 
 import pytest
 from strawberry.extensions import SchemaExtension
 from strawberry.extensions.runner import SchemaExtensionsRunner
 
-from schema.extension_hooks import PreparedExtensionsRunner
+from schema.extension_hooks import HookPlans, PreparedExtensionsRunner
 
 RUNNERS = [SchemaExtensionsRunner, PreparedExtensionsRunner]
 
@@ -103,7 +104,27 @@ async def test_each_operation_gets_hooks_bound_to_its_own_extensions() -> None:
             yield
 
     first, second = Recorder(), Recorder()
+    plans = HookPlans()  # one schema's: prepared for the first operation, kept for the second
     for extension in (first, second):
-        async with PreparedExtensionsRunner(None, [extension]).executing():  # type: ignore[arg-type]
+        runner = PreparedExtensionsRunner(None, [extension], plans)  # type: ignore[arg-type]
+        async with runner.executing():
             pass
     assert seen == [id(first), id(second)]
+
+
+async def test_results_come_from_the_extensions_that_give_any() -> None:
+    class Timing(SchemaExtension):
+        def get_results(self) -> dict[str, object]:
+            return {"timing": 1}
+
+    class Tracing(SchemaExtension):
+        async def get_results(self) -> dict[str, object]:
+            return {"tracing": 2}
+
+    context = SimpleNamespace(extensions_results={"cost": 3})
+    extensions = [Timing(), GeneratorHooks(), Tracing()]
+    results = [
+        await cls(None, extensions).get_extensions_results(context)  # type: ignore[arg-type]
+        for cls in RUNNERS
+    ]
+    assert results[0] == results[1] == {"timing": 1, "tracing": 2, "cost": 3}

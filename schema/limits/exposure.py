@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from graphql import GraphQLError
-from strawberry.extensions import DisableIntrospection, MaskErrors, SchemaExtension
+from strawberry.extensions import DisableIntrospection, SchemaExtension
+
+from schema.masking import MaskErrors
 
 MASKED = "Unexpected error / Гэнэтийн алдаа гарлаа"
 

@@ -59,6 +59,40 @@ async def test_lookups_are_retried_on_transient_errors() -> None:
     assert inner.calls == 3
 
 
+async def test_a_lookup_failing_every_attempt_backs_off_then_raises_the_last_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    waits: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        if seconds:
+            waits.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    last = BackendUnavailable("TEST", "still down")
+    inner = Scripted(BackendTimeout("TEST", "slow"), BackendTimeout("TEST", "slow"), last)
+    with pytest.raises(BackendUnavailable) as raised:
+        await wrap(inner, threshold=10).send(request())
+    assert raised.value is last
+    assert inner.calls == 3
+    # 0.05 s doubling per attempt, plus up to 0.05 s of jitter.
+    assert len(waits) == 2
+    assert 0.05 <= waits[0] <= 0.1 and 0.1 <= waits[1] <= 0.15
+
+
+async def test_refusals_of_our_own_are_not_retried() -> None:
+    inner = Scripted(delay=0.2)
+    connector = wrap(inner, threshold=100, concurrency=1, queue_wait=0.05)
+    busy = asyncio.create_task(connector.send(request()))
+    await asyncio.sleep(0.01)
+    with pytest.raises(BackendBusy):
+        await connector.send(request())
+    await busy
+    assert inner.calls == 1
+
+
 async def test_submissions_are_never_retried_here() -> None:
     inner = Scripted(BackendTimeout("TEST", "slow"))
     with pytest.raises(BackendTimeout):
