@@ -10,7 +10,7 @@ may be fine, and calling it invalid would make clients throw it away.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -18,6 +18,12 @@ from auth.principal import ANONYMOUS
 from auth.request_id import REQUEST_ID, choose
 from auth.tokens import InvalidToken, IssuerUnavailable, TokenValidator
 from gateway.http.problem import problem
+
+
+def authorization(headers: Mapping[bytes, bytes]) -> str:
+    """The ``Authorization`` header as sent; empty: the caller is anonymous.
+    Also how the fast path (gateway/http/public_answer.py) tells an anonymous request."""
+    return headers.get(b"authorization", b"").decode("latin-1")
 
 
 class AuthenticationMiddleware:
@@ -45,7 +51,7 @@ class AuthenticationMiddleware:
     async def _authenticate(
         self, scope: Scope, headers: dict[bytes, bytes], receive: Receive, send: Send
     ) -> None:
-        header = headers.get(b"authorization", b"").decode("latin-1")
+        header = authorization(headers)
         scheme, _, token = header.partition(" ")
         if not header:
             scope["principal"] = ANONYMOUS

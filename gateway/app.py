@@ -16,6 +16,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp
 from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import SchemaExtension
@@ -33,6 +34,7 @@ from gateway.db.engine import create_engine, session_factory
 from gateway.events import application_events
 from gateway.http.body_limit import BodyLimitMiddleware
 from gateway.http.content_type import JsonContentTypeMiddleware
+from gateway.http.public_answer import PublicAnswers
 from gateway.http.response_cache import ResponseCache
 from gateway.http.view import SpecGraphQL
 from gateway.observability.metrics import GatewayMetrics
@@ -135,9 +137,31 @@ def catalog_response_cache(
     )
 
 
+class Gateway(Starlette):
+    """Starlette with ``front`` wrapped around its whole middleware stack, error
+    handling included; ``state``, routes and lifespan are Starlette's as ever."""
+
+    def __init__(self, *, front: Middleware | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.front = front
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        if self.front is None:
+            return stack
+        cls, args, kwargs = self.front
+        front: ASGIApp = cls(stack, *args, **kwargs)
+        return front
+
+
 def create_app(
-    settings: Settings, *, connector_overrides: Mapping[str, Connector] | None = None
+    settings: Settings,
+    *,
+    connector_overrides: Mapping[str, Connector] | None = None,
+    public_answers: bool = True,
 ) -> Starlette:
+    """``public_answers``: serve cached public answers in front of the app
+    (gateway/http/public_answer.py); off only to compare with the full path."""
     catalog = load_catalog(settings.catalog_dir)
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
@@ -208,7 +232,19 @@ def create_app(
         )
     except RateLimitConfigError as exc:
         raise SettingsError(str(exc)) from exc
-    app = Starlette(
+    recorder = observability.recorder(
+        ("/graphql", "/healthz", "/readyz", "/metrics", *program.paths)
+    )
+    front = None
+    # It takes, on /graphql, the decisions of the middleware below (all of which
+    # cover /graphql). With tracing on, each request has a server span: the
+    # full path opens it.
+    if public_answers and graphql.response_cache is not None and not observability.tracing:
+        front = Middleware(
+            PublicAnswers, cache=graphql.response_cache, recorder=recorder, limiter=limiter,
+            max_body_bytes=settings.max_body_bytes,
+        )  # fmt: skip
+    app = Gateway(
         routes=[
             Route("/graphql", graphql),  # the view answers other methods: 405 problem
             WebSocketRoute("/graphql", graphql),
@@ -218,9 +254,7 @@ def create_app(
             *program.routes,  # the developer program's OAuth endpoints, when it has a key
         ],
         middleware=[
-            observability.middleware(
-                ("/graphql", "/healthz", "/readyz", "/metrics", *program.paths)
-            ),
+            observability.middleware(recorder),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
             Middleware(JsonContentTypeMiddleware, paths=("/graphql",)),
             Middleware(AuthenticationMiddleware, validator=validator, skip=program.paths),
@@ -229,6 +263,7 @@ def create_app(
             Middleware(RateLimitMiddleware, limiter=limiter, paths=("/graphql", *program.paths)),
         ],
         lifespan=lifespan,
+        front=front,
     )
     app.state.services = services
     app.state.sandbox_registry = sandbox

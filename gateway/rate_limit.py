@@ -344,6 +344,22 @@ def too_many(scope: Scope) -> Response | None:
     return budget.too_many() if isinstance(budget, RequestBudget) else None
 
 
+def request_budget(limiter: RateLimiter, scope: Scope) -> RequestBudget:
+    """The budget of the request's principal, an anonymous one's by client
+    address; the middleware's and the fast path's (gateway/http/public_answer.py)."""
+    client = scope.get("client") or ("unknown", 0)
+    return RequestBudget(limiter, scope.get("principal", ANONYMOUS), str(client[0]))
+
+
+async def admit(budget: RequestBudget, scope: Scope) -> Response | None:
+    """Count the request: the 429 when its budget is spent, else None. A
+    limited budget is left in the scope for the view's cost charge."""
+    if not budget.limited:
+        return None
+    scope[BUDGET] = budget
+    return None if await budget.count_request() else budget.too_many()
+
+
 class RateLimitMiddleware:
     def __init__(self, app: ASGIApp, limiter: RateLimiter, paths: tuple[str, ...]) -> None:
         self.app = app
@@ -354,12 +370,10 @@ class RateLimitMiddleware:
         if scope["type"] != "http" or scope["path"] not in self.paths:
             await self.app(scope, receive, send)
             return
-        client = scope.get("client") or ("unknown", 0)
-        budget = RequestBudget(self.limiter, scope.get("principal", ANONYMOUS), str(client[0]))
+        budget = request_budget(self.limiter, scope)
         if not budget.limited:
             await self.app(scope, receive, send)
             return
-        scope[BUDGET] = budget
 
         async def send_with_headers(message: Message) -> None:
             # Read at the start of the answer: the cost is charged during execution.
@@ -367,9 +381,5 @@ class RateLimitMiddleware:
                 message = {**message, "headers": [*message.get("headers", []), *budget.headers()]}
             await send(message)
 
-        if not await budget.count_request():
-            refusal = budget.too_many()
-            assert refusal is not None
-            await refusal(scope, receive, send_with_headers)
-            return
-        await self.app(scope, receive, send_with_headers)
+        refusal = await admit(budget, scope)
+        await (self.app if refusal is None else refusal)(scope, receive, send_with_headers)

@@ -8,12 +8,24 @@ nothing but JSON is read. Checked before the body is buffered or parsed.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.http.media import parse_media_type
 from gateway.http.problem import problem
+
+
+def content_type(headers: Mapping[bytes, bytes]) -> str:
+    return headers.get(b"content-type", b"").decode("latin-1")
+
+
+def is_json(header: str) -> bool:
+    """``header`` (a ``Content-Type``) is JSON in UTF-8; the charset may be
+    left out. The fast path's test too (gateway/http/public_answer.py)."""
+    media, params = parse_media_type(header)
+    charset = params.get("charset", "utf-8").lower()
+    return media == "application/json" and charset in ("utf-8", "utf8")
 
 
 class JsonContentTypeMiddleware:
@@ -23,10 +35,8 @@ class JsonContentTypeMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.paths:
-            header = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
-            media, params = parse_media_type(header)
-            charset = params.get("charset", "utf-8").lower()
-            if media != "application/json" or charset not in ("utf-8", "utf8"):
+            header = content_type(dict(scope["headers"]))
+            if not is_json(header):
                 detail = (
                     "a GraphQL POST must be application/json in UTF-8, "
                     f"not {header or 'without a Content-Type'}"

@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 from cachetools import LRUCache
 from graphql import DocumentNode, get_operation_ast, parse
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -108,19 +109,37 @@ class ResponseCache:
 
     async def cacheable(self, request: Request, media: str) -> Cacheable | None:
         """The request's key if its operation is catalog-only; None for
-        anything else, including a malformed request (the normal path answers it)."""
-        if request.method != "POST":
-            return self._decide(request.method, media, await _request_data(request))
+        anything else, including a malformed request (the normal path answers
+        it). ``request`` is a GET or a POST: the view answers 405 to the rest."""
+        if request.method == "GET":
+            return self.queried(media, request.query_params)
+        # Starlette keeps the body on the request, so the view reads it again for free.
+        return self.posted(media, await request.body())
+
+    def queried(self, media: str, params: QueryParams) -> Cacheable | None:
+        """``cacheable`` for a GET with these query parameters."""
+        data: dict[str, Any] = {"query": params.get("query")}
+        if params.get("operationName"):
+            data["operationName"] = params["operationName"]
+        for name in ("variables", "extensions"):
+            if params.get(name):
+                try:
+                    data[name] = orjson.loads(params[name])
+                except orjson.JSONDecodeError:
+                    return None
+        return self._decide("GET", media, data)
+
+    def posted(self, media: str, body: bytes) -> Cacheable | None:
+        """``cacheable`` for a POST with this body."""
         # Clients send the same bytes again and again: the decision made on a
         # body is remembered by the body's digest, so a repeat skips the JSON
         # parse, the document check and the canonical key (a third of a hit).
-        body = await request.body()
         if len(body) > REMEMBERED_BODY:
-            return self._decide(request.method, media, _json_object(body))
+            return self._decide("POST", media, _json_object(body))
         raw = hashlib.sha256(b"%b\0%b" % (media.encode(), body)).digest()
         if raw in self._decisions:
             return self._decisions[raw]
-        decision = self._decide(request.method, media, _json_object(body))
+        decision = self._decide("POST", media, _json_object(body))
         self._decisions[raw] = decision
         return decision
 
@@ -153,12 +172,21 @@ class ResponseCache:
         return Cacheable(hashlib.sha256(canonical).digest(), query, name, variables)
 
     def get(self, request: Cacheable) -> CachedAnswer | None:
+        answer = self.peek(request)
+        self.count(answer)
+        return answer
+
+    def peek(self, request: Cacheable) -> CachedAnswer | None:
+        """The stored answer, not yet counted as a lookup: the fast path looks
+        before the request budget is counted, and a refused request looked up nothing."""
         if self._generation() is not self._made_from:
             self.invalidate()
-        answer = self._entries.get(request.key)
+        return self._entries.get(request.key)
+
+    def count(self, answer: CachedAnswer | None) -> None:
+        """Tell ``observe`` that a lookup found ``answer`` (a hit) or nothing."""
         if self._observe is not None:
             self._observe("hit" if answer is not None else "miss")
-        return answer
 
     def put(self, request: Cacheable, response: Response) -> None:
         """Keep ``response`` (an error-free 200 to ``request``)."""
@@ -180,23 +208,6 @@ class ResponseCache:
             operation_name=name,
             cost=self._cost_of(document, request.operation_name, request.variables),
         )
-
-
-async def _request_data(request: Request) -> dict[str, Any] | None:
-    if request.method == "GET":
-        params = request.query_params
-        data: dict[str, Any] = {"query": params.get("query")}
-        if params.get("operationName"):
-            data["operationName"] = params["operationName"]
-        for name in ("variables", "extensions"):
-            if params.get(name):
-                try:
-                    data[name] = orjson.loads(params[name])
-                except orjson.JSONDecodeError:
-                    return None
-        return data
-    # Starlette keeps the body on the request, so the view reads it again for free.
-    return _json_object(await request.body())
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ from strawberry.schema.base import BaseSchema
 from connectors.registry import ConnectorRegistry
 from gateway.observability.logs import configure_logging
 from gateway.observability.metrics import GatewayMetrics, metrics_endpoint
-from gateway.observability.middleware import ObservabilityMiddleware
+from gateway.observability.middleware import ObservabilityMiddleware, RequestRecorder
 from gateway.observability.operations import OperationObserver
 from gateway.observability.redaction import install_redaction
 from gateway.observability.tracing import ResolverTracing, setup_tracing
@@ -50,8 +50,10 @@ class Observability:
     def route(self, sessions: async_sessionmaker[AsyncSession]) -> Route:
         return Route("/metrics", metrics_endpoint(self.metrics, self.registry, sessions))
 
-    def middleware(self, paths: Collection[str]) -> Middleware:
+    def recorder(self, paths: Collection[str]) -> RequestRecorder:
+        """For the middleware and the fast path in front of the app (``paths``: those recorded)."""
+        return RequestRecorder(self.metrics, paths)
+
+    def middleware(self, recorder: RequestRecorder) -> Middleware:
         """Outermost, so it times and logs requests that auth or limits refuse."""
-        return Middleware(
-            ObservabilityMiddleware, metrics=self.metrics, paths=paths, tracing=self.tracing
-        )
+        return Middleware(ObservabilityMiddleware, recorder=recorder, tracing=self.tracing)
