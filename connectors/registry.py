@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +73,14 @@ class ConnectorRegistry:
     def connector(self, agency: str) -> ResilientConnector:
         return self._connectors[agency]
 
-    async def lookup(self, service: Service, form: Mapping[str, Any]) -> dict[str, Any]:
+    async def lookup(
+        self,
+        service: Service,
+        form: Mapping[str, Any],
+        *,
+        sending: Callable[[], None] | None = None,
+    ) -> dict[str, Any]:
+        """``sending``: called as the request goes to the agency (``ResilientConnector.send``)."""
         agency = self._agencies[service.agency_code]
         request = BackendRequest(
             agency=agency.code,
@@ -82,7 +89,7 @@ class ConnectorRegistry:
             action=Action.LOOKUP,
             payload=to_backend(service, form),
         )
-        response = await self.connector(agency.code).send(request)
+        response = await self.connector(agency.code).send(request, sending=sending)
         if response.status == "NOT_FOUND":
             raise RecordNotFound(service.code)
         return from_backend(agency, service, response.data)

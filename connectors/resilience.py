@@ -12,6 +12,7 @@ import asyncio
 import statistics
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -101,16 +102,24 @@ class ResilientConnector(Connector):
         state: str = breaker.context.state
         return {"closed": "CLOSED", "opened": "OPEN", "half-opened": "HALF_OPEN"}[state]
 
-    async def send(self, request: BackendRequest) -> BackendResponse:
+    async def send(
+        self, request: BackendRequest, *, sending: Callable[[], None] | None = None
+    ) -> BackendResponse:
+        """``sending`` is called once, when the breaker and the cap first let
+        the request through to the back end (the data-access log starts its
+        row then: schema/operations.py); a refused call never calls it."""
+        once = [sending] if sending is not None else []
         try:
-            return await self._guarded(request)
+            return await self._guarded(request, once)
         except ConnectorError as exc:
             if request.action is not Action.LOOKUP or not _retryable(exc):
                 raise
             failure = exc
-        return await self._retried(request, failure)
+        return await self._retried(request, failure, once)
 
-    async def _retried(self, request: BackendRequest, failure: ConnectorError) -> BackendResponse:
+    async def _retried(
+        self, request: BackendRequest, failure: ConnectorError, once: list[Callable[[], None]]
+    ) -> BackendResponse:
         """The further attempts at a LOOKUP whose first attempt failed.
 
         Tenacity is brought in only now: around every call it cost an
@@ -130,10 +139,12 @@ class ResilientConnector(Connector):
             with attempt:
                 if failures:
                     raise failures.pop()
-                return await self._guarded(request)
+                return await self._guarded(request, once)
         raise AssertionError("unreachable: tenacity reraises")
 
-    async def _guarded(self, request: BackendRequest) -> BackendResponse:
+    async def _guarded(
+        self, request: BackendRequest, once: list[Callable[[], None]]
+    ) -> BackendResponse:
         # One span and one observation per attempt, breaker and cap included,
         # so a refused call (CircuitOpen, BackendBusy) is seen as well.
         attributes = {"khaalga.agency": self.agency, "khaalga.action": request.action.value}
@@ -141,7 +152,7 @@ class ResilientConnector(Connector):
         started = time.perf_counter()
         with _tracer.start_as_current_span(name, attributes=attributes):
             try:
-                response = await self._breaker_guarded(request)
+                response = await self._breaker_guarded(request, once)
             except ConnectorError as exc:
                 self._observe(request, started, exc)
                 raise
@@ -155,15 +166,19 @@ class ResilientConnector(Connector):
             elapsed = time.perf_counter() - started
             self.observer.call_finished(self.agency, request.action, elapsed, error)
 
-    async def _breaker_guarded(self, request: BackendRequest) -> BackendResponse:
+    async def _breaker_guarded(
+        self, request: BackendRequest, once: list[Callable[[], None]]
+    ) -> BackendResponse:
         breaker = await self.breakers.get_breaker(self.agency)
         try:
             async with breaker:
-                return await self._capped(request)
+                return await self._capped(request, once)
         except OpenedState as exc:
             raise CircuitOpen(self.agency, "circuit breaker open") from exc
 
-    async def _capped(self, request: BackendRequest) -> BackendResponse:
+    async def _capped(
+        self, request: BackendRequest, once: list[Callable[[], None]]
+    ) -> BackendResponse:
         try:
             # Not wait_for: on Python 3.11 it wraps the acquire in a task of its own.
             # A free slot is taken at once: no timer to set and cancel then.
@@ -173,6 +188,8 @@ class ResilientConnector(Connector):
             raise BackendBusy(self.agency, "concurrency cap reached") from exc
         started = time.perf_counter()
         try:
+            if once:
+                once.pop()()
             response = await self.inner.send(request)
         except ConnectorError as exc:
             self.stats.record((time.perf_counter() - started) * 1000, exc)

@@ -11,6 +11,7 @@ touches no real personal data.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -129,18 +130,50 @@ def _accesses(
 
 
 async def lookup(context: Context, service: Service, form: Mapping[str, Any]) -> dict[str, Any]:
+    """The citizen's data goes to the agency, and its answer comes back only
+    once the access is in the log: no log row, no data.
+
+    The row is started as the request leaves for the agency (after the
+    breaker and the cap let it through) and written while the agency works,
+    rather than after its answer: the log's commit no longer adds to the
+    wait (a fan-out's rows share one commit, too). So a request that was
+    sent is logged even if no answer comes back, as a delivery attempt is,
+    and one refused before sending is not."""
     principal = require_caller(context, service)
     clean = _validated(service, form)
+    # Every result field is named, as every one is in each answer.
+    fields = [*clean, *(result.name for result in service.result)]
+    accesses = _accesses(principal, service, clean, fields, Purpose.LOOKUP)
+    written: asyncio.Task[None] | None = None
+
+    def sending() -> None:
+        nonlocal written
+        written = asyncio.ensure_future(context.services.access_log.record(*accesses))
+        written.add_done_callback(_retrieved)  # when the caller stopped waiting for it
+
+    registry = context.services.registry_for(principal)
     try:
-        values = await context.services.registry_for(principal).lookup(service, clean)
+        values = await registry.lookup(service, clean, sending=sending if accesses else None)
     except RecordNotFound as exc:
+        await _logged(written)
         raise errors.not_found("Бүртгэл", "Record") from exc
     except ConnectorError as exc:
+        await _logged(written)
         raise errors.from_connector(exc) from exc
-    # Recorded before the answer is returned: no log row, no data.
-    accesses = _accesses(principal, service, clean, [*clean, *values], Purpose.LOOKUP)
-    await context.services.access_log.record(*accesses)
+    await _logged(written)
     return values
+
+
+async def _logged(written: asyncio.Task[None] | None) -> None:
+    if written is not None:
+        await written  # raises if the row could not be written
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    # A lookup cut off (its time budget, say) no longer awaits its row,
+    # which is still written; a failure to write it is the log's to report.
+    if not task.cancelled():
+        task.exception()
 
 
 async def submit(

@@ -1,0 +1,136 @@
+"""A lookup's data-access row is written while the agency answers: it is
+there before the data comes back, a request that reached the agency is
+logged whatever came back, one refused before sending is not, and without
+the row there is no data."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+from auth.principal import Principal, PrincipalKind
+from connectors.base import BackendRequest, BackendResponse, Connector
+from connectors.errors import BackendUnavailable, ConnectorError
+from gateway.app import create_app
+from gateway.catalog.loader import load_catalog
+from gateway.db.tables import AccessEvent
+from gateway.settings import ROOT, Settings
+from legacy.samples import CITIZENS, sample_form
+from tests.auth.conftest import FORM_QUERY, NO_RATE_LIMITS
+from tests.support.gateway import Api, token_for
+from tests.test_api import fake_answers
+
+LOOKUP = "query($c: ID!, $i: JSON!) { lookup(serviceCode: $c, input: $i) }"
+AGENCY = "URB"
+
+
+class HeldAgency(Connector):
+    """Answers like the fake agencies, once let go; or fails as told."""
+
+    def __init__(self, answers: Connector) -> None:
+        self.answers = answers
+        self.go = asyncio.Event()
+        self.arrived = asyncio.Event()
+        self.fail_with: ConnectorError | None = None
+        self.calls = 0
+
+    async def send(self, request: BackendRequest) -> BackendResponse:
+        self.calls += 1
+        self.arrived.set()
+        await self.go.wait()
+        if self.fail_with is not None:
+            raise self.fail_with
+        return await self.answers.send(request)
+
+    async def aclose(self) -> None:
+        pass
+
+
+@dataclasses.dataclass
+class Rig:
+    citizen: Api
+    agency: HeldAgency
+    app: Any
+    code: str
+    form: dict[str, Any]
+
+    async def rows(self) -> int:
+        async with self.app.state.sessions() as session:
+            return int(await session.scalar(select(func.count()).select_from(AccessEvent)) or 0)
+
+    async def lookup(self) -> dict[str, Any]:
+        return await self.citizen.gql(LOOKUP, {"c": self.code, "i": self.form})
+
+
+@pytest.fixture
+async def rig(database_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
+    catalog = load_catalog(ROOT / "catalog")
+    agencies: dict[str, Connector] = dict(fake_answers(catalog))
+    held = agencies[AGENCY] = HeldAgency(agencies[AGENCY])
+    settings = Settings(var_dir=tmp_path, database_url=database_url, worker=False,
+                        rate_limits=NO_RATE_LIMITS, breaker_threshold=2)  # fmt: skip
+    app = create_app(settings, connector_overrides=agencies)
+    code = next(
+        s.code for s in catalog.services() if s.agency_code == AGENCY and s.kind.value == "LOOKUP"
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://khaalga.test") as http,
+    ):
+        fields = (await Api(http).data(FORM_QUERY, {"code": code}))["service"]["form"]["fields"]
+        citizen = Api(http, token_for(settings, Principal(
+            PrincipalKind.CITIZEN, CITIZENS[0], None, frozenset({"applications"}))))  # fmt: skip
+        yield Rig(citizen, held, app, code, sample_form(fields, CITIZENS[0]))
+
+
+async def test_the_row_is_written_while_the_agency_answers(rig: Rig) -> None:
+    pending = asyncio.create_task(rig.lookup())
+    await rig.agency.arrived.wait()
+    for _ in range(100):  # the row's commit runs while the agency holds the answer
+        if await rig.rows() == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert await rig.rows() == 1 and not pending.done()
+    rig.agency.go.set()
+    body = await pending
+    assert "errors" not in body and body["data"]["lookup"]
+    assert await rig.rows() == 1
+
+
+async def test_a_request_the_agency_received_is_logged_even_without_an_answer(rig: Rig) -> None:
+    rig.agency.go.set()
+    rig.agency.fail_with = BackendUnavailable(AGENCY, "HTTP 503")
+    body = await rig.lookup()
+    assert body["data"] is None and body["errors"][0]["extensions"]["code"] == "AGENCY_UNAVAILABLE"
+    assert await rig.rows() == 1
+
+
+async def test_a_request_refused_before_sending_is_not_logged(rig: Rig) -> None:
+    rig.agency.go.set()
+    rig.agency.fail_with = BackendUnavailable(AGENCY, "HTTP 503")
+    await rig.lookup()  # sent, and retried: two failures open the breaker
+    assert rig.agency.calls == 2 and await rig.rows() == 1  # one lookup, one row
+    body = await rig.lookup()  # refused by the open breaker: nothing reaches the agency
+    assert body["errors"][0]["extensions"]["code"] == "AGENCY_UNAVAILABLE"
+    assert rig.agency.calls == 2 and await rig.rows() == 1
+
+
+async def test_without_the_row_there_is_no_data(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(*_: object) -> None:
+        raise OperationalError("INSERT", {}, ConnectionError("database is locked"))
+
+    monkeypatch.setattr(rig.app.state.services.access_log, "record", broken)
+    rig.agency.go.set()
+    body = await rig.lookup()
+    assert body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] == "UNAVAILABLE"
+    assert rig.agency.calls == 1  # the agency was asked; its answer was not shown
