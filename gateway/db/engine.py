@@ -64,10 +64,11 @@ def sqlite_file(engine: AsyncEngine) -> str | None:
 def sqlite_inline_connection(engine: AsyncEngine) -> PlainConnection:
     """A plain connection to ``engine``'s SQLite database, for short writes
     made on the event loop itself (auth/audit/sqlite_inline.py): it never
-    waits for a lock and never copies the WAL into the database there."""
+    waits for a lock and never copies the WAL into the database."""
     database = sqlite_file(engine)
     assert database is not None
-    raw = sqlite3.connect(database, isolation_level=None)
+    # Its COMMIT runs in the writer's thread, one statement at a time.
+    raw = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
     _sqlite_pragmas(raw, None)
     raw.execute("PRAGMA busy_timeout=0")
     raw.execute("PRAGMA wal_autocheckpoint=0")
