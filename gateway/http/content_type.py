@@ -8,6 +8,7 @@ nothing but JSON is read. Checked before the body is buffered or parsed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Mapping
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -20,9 +21,11 @@ def content_type(headers: Mapping[bytes, bytes]) -> str:
     return headers.get(b"content-type", b"").decode("latin-1")
 
 
+@functools.lru_cache(maxsize=64)
 def is_json(header: str) -> bool:
     """``header`` (a ``Content-Type``) is JSON in UTF-8; the charset may be
-    left out. The fast path's test too (gateway/http/public_answer.py)."""
+    left out. The fast path's test too (gateway/http/public_answer.py).
+    Remembered: clients send a handful of spellings, each on every request."""
     media, params = parse_media_type(header)
     charset = params.get("charset", "utf-8").lower()
     return media == "application/json" and charset in ("utf-8", "utf8")

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import time
 
-from starlette.datastructures import Headers, QueryParams
+from starlette.datastructures import QueryParams
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -100,7 +100,8 @@ class PublicAnswers:
         if length_refusal(headers, self.max_body_bytes) is not None:
             return None
         # As the view reads it (Starlette's Headers: the first one counts).
-        return negotiate(Headers(scope=scope).get("accept"))
+        accept = next((value for name, value in scope["headers"] if name == b"accept"), None)
+        return negotiate(accept.decode("latin-1") if accept is not None else None)
 
     def _stored(self, scope: Scope, media: str, body: bytes) -> CachedAnswer | None:
         if scope["method"] == "POST":

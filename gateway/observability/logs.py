@@ -7,6 +7,7 @@ fixed, non-personal keys only (see ``access_fields``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
@@ -18,6 +19,7 @@ from gateway.observability.request import RequestInfo
 
 ACCESS = logging.getLogger("khaalga.access")
 FIELDS = "khaalga_fields"  # the ``extra`` key carrying a line's structured fields
+PENDING_LINES = 64  # access lines held for the end of a loop turn, at most
 
 
 class JsonFormatter(logging.Formatter):
@@ -60,16 +62,31 @@ class JsonFormatter(logging.Formatter):
 class _JsonHandler(logging.StreamHandler[TextIO]):
     """Ours (configuring again replaces it rather than adding one), and
     without a fixed stream it writes to whatever ``sys.stderr`` is at the time,
-    as ``logging.lastResort`` does, so a replaced stderr (pytest) is followed."""
+    as ``logging.lastResort`` does, so a replaced stderr (pytest) is followed.
+
+    Access lines made on an event loop are written together once per turn of
+    the loop, as nginx's ``access_log ... buffer=`` does but without its
+    delay: the lines of every request a turn finished go out in one write,
+    at the start of the next turn. With stderr unbuffered (as under
+    ``PYTHONUNBUFFERED``, common in containers) each line was a system call of
+    its own. Any other record, ``flush`` and ``close`` write what is pending
+    first, so the order of lines is kept and nothing is left behind at exit
+    (``logging.shutdown`` flushes every handler)."""
 
     def __init__(self, stream: TextIO | None) -> None:
         super().__init__(stream if stream is not None else sys.stderr)
         self._fixed = stream
+        self._pending: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
+        self._write_pending()
         if self._fixed is None:
             self.stream = sys.stderr
         super().emit(record)
+
+    def flush(self) -> None:
+        self._write_pending()
+        super().flush()
 
     def write_access(self, message: str, fields: dict[str, Any]) -> bool:
         """Write the line ``emit`` would for an access record with ``message``
@@ -79,11 +96,33 @@ class _JsonHandler(logging.StreamHandler[TextIO]):
         if not isinstance(formatter, JsonFormatter):
             return False
         line = formatter.render(time.time(), "INFO", ACCESS.name, message, fields)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return self._write(line + self.terminator)
+        with self.lock:  # type: ignore[union-attr]  # made in Handler.__init__
+            # Another thread's loop may be logging too (tests serve the app in one).
+            self._pending.append(line)
+            held = len(self._pending)
+        if held == 1:
+            loop.call_soon(self._write_pending)
+        elif held >= PENDING_LINES:  # a turn that never ends (no await yields)
+            self._write_pending()
+        return True
+
+    def _write_pending(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            lines, self._pending = self._pending, []
+        if lines and not self._write(self.terminator.join(lines) + self.terminator):
+            # As ``emit`` reports a failed write; the lines' own records are long gone.
+            self.handleError(logging.makeLogRecord({"name": ACCESS.name, "msg": "access lines"}))
+
+    def _write(self, text: str) -> bool:
         self.acquire()  # as ``handle`` does around ``emit``
         try:
             if self._fixed is None:
                 self.stream = sys.stderr
-            self.stream.write(line + self.terminator)
+            self.stream.write(text)
             self.stream.flush()
         except Exception:
             return False

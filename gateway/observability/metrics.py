@@ -5,6 +5,11 @@ Each app owns its own ``CollectorRegistry`` (tests build many apps in one
 process; the global registry would refuse the second). Label values are
 bounded: operation names are capped (``MAX_OPERATIONS``), agencies come from
 the catalog, error labels are connector error class names.
+
+The three families fed on every GraphQL request (requests, request latency,
+response-cache lookups) are not prometheus_client's own but lock-free
+collectors with the same exposition (gateway/observability/request_series.py):
+they are updated only on the event loop's thread, and scraped on it too.
 """
 
 from __future__ import annotations
@@ -24,6 +29,12 @@ from connectors.errors import ConnectorError
 from connectors.registry import ConnectorRegistry
 from gateway.clock import utcnow
 from gateway.observability.request import RequestInfo
+from gateway.observability.request_series import (
+    CounterSeries,
+    HistogramSeries,
+    LoopCounter,
+    LoopHistogram,
+)
 
 log = logging.getLogger("khaalga.metrics")
 
@@ -47,11 +58,11 @@ class GatewayMetrics:
         self.agencies = tuple(agencies)
         self._operations: set[str] = set()
         r = self.registry
-        self.requests = Counter(
+        self.requests = LoopCounter(
             "khaalga_graphql_requests", "GraphQL requests by operation name and outcome",
             ["operation", "type", "outcome"], registry=r,
         )  # fmt: skip
-        self.request_seconds = Histogram(
+        self.request_seconds = LoopHistogram(
             "khaalga_graphql_request_duration_seconds", "GraphQL request latency, whole HTTP "
             "exchange", ["operation", "type"], registry=r,
         )  # fmt: skip
@@ -84,7 +95,7 @@ class GatewayMetrics:
             "Age of the oldest pending outbox item (0 when none), read at scrape time",
             ["agency"], registry=r,
         )  # fmt: skip
-        self.response_cache = Counter(
+        self.response_cache = LoopCounter(
             "khaalga_response_cache", "Catalog-only requests answered from the shared "
             "response cache (hit) or executed (miss)", ["result"], registry=r,
         )  # fmt: skip
@@ -94,7 +105,7 @@ class GatewayMetrics:
             "refused them (a kind's request or cost budget, or an app's quota)", ["policy"],
             registry=r,
         )  # fmt: skip
-        self._request_series: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+        self._request_series: dict[tuple[str, str, str], tuple[CounterSeries, HistogramSeries]] = {}
         self._declare_agencies()
 
     def _declare_agencies(self) -> None:
@@ -127,9 +138,8 @@ class GatewayMetrics:
         key = (operation, info.operation_type, info.outcome)
         series = self._request_series.get(key)
         if series is None:
-            # prometheus_client's labels() validates and looks up the labels on
-            # every call (a tenth of a cached catalog request's CPU); the
-            # pairs are few (bounded operation names x types x outcomes).
+            # One lookup for both series rather than a labels() each; the keys
+            # are few (bounded operation names x types x outcomes).
             series = (
                 self.requests.labels(*key),
                 self.request_seconds.labels(operation, info.operation_type),

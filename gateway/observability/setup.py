@@ -37,6 +37,7 @@ class Observability:
         metrics = GatewayMetrics([agency.code for agency in registry.catalog.agencies])
         for agency in metrics.agencies:
             registry.connector(agency).observer = metrics
+            registry.connector(agency).traced = tracing
         return cls(metrics, registry, tracing)
 
     def instrument(self, schema: BaseSchema) -> None:

@@ -4,14 +4,22 @@ record would have made; with any other handler or filter, records are logged."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import time
 from collections.abc import Iterator
 
+import orjson
 import pytest
 
-from gateway.observability.logs import ACCESS, access_fields, configure_logging, log_request
+from gateway.observability.logs import (
+    ACCESS,
+    PENDING_LINES,
+    access_fields,
+    configure_logging,
+    log_request,
+)
 from gateway.observability.request import RequestInfo
 
 FIELDS = access_fields(
@@ -65,3 +73,68 @@ def test_records_are_logged_when_anything_else_would_see_them(
     log_request(FIELDS)
     assert [r.name for r in seen] == ["khaalga.access"]
     assert stream.getvalue().count("\n") == 1
+
+
+class Writes(io.StringIO):
+    """A stream that counts its writes (system calls, were it a file)."""
+
+    writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+@pytest.fixture
+def counted() -> Iterator[Writes]:
+    output = Writes()
+    configure_logging(output)
+    yield output
+    configure_logging()
+
+
+def alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # In the test itself: pytest puts its capturing handler on the root logger
+    # after the fixtures are set up.
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+
+
+async def test_lines_of_one_loop_turn_are_written_at_once_at_its_end(
+    counted: Writes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alone(monkeypatch)
+    for _ in range(3):
+        log_request(FIELDS)
+    assert counted.getvalue() == ""  # the turn is not over
+    await asyncio.sleep(0)
+    assert counted.writes == 1
+    assert [orjson.loads(line)["request_id"] for line in counted.getvalue().splitlines()] == [
+        "req-1"
+    ] * 3
+
+
+async def test_a_turn_that_never_yields_does_not_hold_its_lines(
+    counted: Writes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alone(monkeypatch)
+    for _ in range(PENDING_LINES + 1):
+        log_request(FIELDS)
+    assert counted.getvalue().count("\n") == PENDING_LINES
+    await asyncio.sleep(0)
+    assert counted.getvalue().count("\n") == PENDING_LINES + 1
+
+
+async def test_pending_lines_go_out_before_any_other_line_and_on_flush(
+    counted: Writes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alone(monkeypatch)
+    log_request(FIELDS)
+    logging.getLogger("khaalga.test").warning("after the request")
+    assert [orjson.loads(line)["logger"] for line in counted.getvalue().splitlines()] == [
+        "khaalga.access",
+        "khaalga.test",
+    ]
+    log_request(FIELDS)
+    [ours] = logging.getLogger("khaalga").handlers
+    ours.flush()  # as logging.shutdown does at exit
+    assert counted.getvalue().count("\n") == 3

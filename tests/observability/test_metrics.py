@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
@@ -140,3 +144,160 @@ def test_operation_names_are_capped() -> None:
     }
     assert len(operations) == MAX_OPERATIONS + 1
     assert OTHER_OPERATION in operations
+
+
+# The three families fed on every request, as they were declared with
+# prometheus_client's own Counter and Histogram: the contract for their
+# exposition (gateway/observability/request_series.py).
+REQUESTS_HELP = "GraphQL requests by operation name and outcome"
+SECONDS_HELP = "GraphQL request latency, whole HTTP exchange"
+CACHE_HELP = (
+    "Catalog-only requests answered from the shared response cache (hit) or executed (miss)"
+)
+PER_REQUEST = ("khaalga_graphql_request", "khaalga_response_cache")
+# (operation, type, outcome, seconds): on a bucket bound, between bounds,
+# above the last finite bound, zero; two outcomes sharing a latency series.
+OBSERVATIONS = [
+    ("Catalog", "query", "ok", 0.005),
+    ("Catalog", "query", "ok", 0.007),
+    ("Catalog", "query", "invalid", 0.1),
+    ("Look", "query", "agency_error", 1.0),
+    ("Look", "query", "ok", 0.3),
+    ("File", "mutation", "ok", 10.0),
+    ("File", "mutation", "ok", 12.5),
+    ("anonymous", "query", "ok", 0.0),
+]
+CACHE_LOOKUPS = ["hit", "hit", "miss", "hit"]
+
+
+def fed_metrics() -> GatewayMetrics:
+    metrics = GatewayMetrics(["URB"])
+    for operation, kind, outcome, seconds in OBSERVATIONS:
+        metrics.observe_request(RequestInfo("r", operation, kind, outcome), seconds)
+    for result in CACHE_LOOKUPS:
+        metrics.response_cache_lookup(result)
+    return metrics
+
+
+def per_request_lines(text: str) -> list[str]:
+    """The three families' lines, each ``_created`` sample's value blanked."""
+    lines = []
+    for line in text.splitlines():
+        name = line.split()[2] if line.startswith("#") else line.split("{")[0]
+        if not name.startswith(PER_REQUEST):
+            continue
+        if not line.startswith("#") and name.endswith("_created"):
+            line = line.rsplit(" ", 1)[0] + " <time>"
+        lines.append(line)
+    return lines
+
+
+def test_per_request_families_read_as_prometheus_clients_own() -> None:
+    reference = CollectorRegistry()
+    requests = Counter(
+        "khaalga_graphql_requests", REQUESTS_HELP, ["operation", "type", "outcome"],
+        registry=reference,
+    )  # fmt: skip
+    latency = Histogram(
+        "khaalga_graphql_request_duration_seconds", SECONDS_HELP, ["operation", "type"],
+        registry=reference,
+    )  # fmt: skip
+    cache = Counter("khaalga_response_cache", CACHE_HELP, ["result"], registry=reference)
+    cache_series = {x: cache.labels(x) for x in ("hit", "miss")}
+    for operation, kind, outcome, seconds in OBSERVATIONS:
+        requests.labels(operation, kind, outcome).inc()
+        latency.labels(operation, kind).observe(seconds)
+    for result in CACHE_LOOKUPS:
+        cache_series[result].inc()
+
+    expected = per_request_lines(generate_latest(reference).decode())
+    assert len(expected) > 50
+    assert per_request_lines(fed_metrics().render().decode()) == expected
+
+
+def test_per_request_families_exposition() -> None:
+    before = time.time()
+    metrics = fed_metrics()
+    text = metrics.render().decode()
+    lines = text.splitlines()
+    for line in (
+        f"# HELP khaalga_graphql_requests_total {REQUESTS_HELP}",
+        "# TYPE khaalga_graphql_requests_total counter",
+        f"# HELP khaalga_graphql_requests_created {REQUESTS_HELP}",
+        "# TYPE khaalga_graphql_requests_created gauge",
+        f"# HELP khaalga_graphql_request_duration_seconds {SECONDS_HELP}",
+        "# TYPE khaalga_graphql_request_duration_seconds histogram",
+        f"# HELP khaalga_graphql_request_duration_seconds_created {SECONDS_HELP}",
+        "# TYPE khaalga_graphql_request_duration_seconds_created gauge",
+        f"# HELP khaalga_response_cache_total {CACHE_HELP}",
+        "# TYPE khaalga_response_cache_total counter",
+        f"# HELP khaalga_response_cache_created {CACHE_HELP}",
+        "# TYPE khaalga_response_cache_created gauge",
+    ):
+        assert line in lines
+
+    requests = "khaalga_graphql_requests_total"
+    assert value(text, requests, operation="Catalog", type="query", outcome="ok") == 2
+    assert value(text, requests, operation="Catalog", type="query", outcome="invalid") == 1
+    assert value(text, requests, operation="Look", outcome="agency_error") == 1
+    assert value(text, requests, operation="File", type="mutation", outcome="ok") == 2
+    assert value(text, requests) == len(OBSERVATIONS)
+    assert value(text, "khaalga_response_cache_total", result="hit") == 3
+    assert value(text, "khaalga_response_cache_total", result="miss") == 1
+
+    name = "khaalga_graphql_request_duration_seconds"
+    catalog = {"operation": "Catalog", "type": "query"}
+    assert value(text, f"{name}_count", **catalog) == 3  # both outcomes
+    assert math.isclose(value(text, f"{name}_sum", **catalog), 0.005 + 0.007 + 0.1)
+    cumulative = {"0.005": 1, "0.01": 2, "0.05": 2, "0.075": 2, "0.1": 3, "10.0": 3, "+Inf": 3}
+    for le, count in cumulative.items():
+        assert value(text, f"{name}_bucket", le=le, **catalog) == count, le
+    file = {"operation": "File", "type": "mutation"}
+    assert value(text, f"{name}_bucket", le="7.5", **file) == 0
+    assert value(text, f"{name}_bucket", le="10.0", **file) == 1  # on the last finite bound
+    assert value(text, f"{name}_bucket", le="+Inf", **file) == 2
+    assert value(text, f"{name}_sum", **file) == 22.5
+    anonymous = {"operation": "anonymous", "type": "query"}
+    assert value(text, f"{name}_bucket", le="0.005", **anonymous) == 1  # zero
+    for labels in (catalog, file, anonymous, {"operation": "Look", "type": "query"}):
+        count = value(text, f"{name}_count", **labels)
+        assert value(text, f"{name}_bucket", le="+Inf", **labels) == count
+        bounds = [
+            s.labels["le"]
+            for s in samples(text)
+            if s.name == f"{name}_bucket" and labels.items() <= s.labels.items()
+        ]
+        assert bounds == [*map(str, Histogram.DEFAULT_BUCKETS[:-1]), "+Inf"]
+
+    created = [s for s in samples(text) if s.name.endswith("_created") and
+               s.name.startswith(PER_REQUEST)]  # fmt: skip
+    assert len(created) == 6 + 4 + 2  # request label sets, latency pairs, hit and miss
+    assert all(before <= s.value <= time.time() for s in created)
+    # The same values through the registry, as tests elsewhere read them.
+    assert metrics.registry.get_sample_value(f"{name}_count", catalog) == 3
+    assert metrics.registry.get_sample_value(
+        "khaalga_response_cache_total", {"result": "hit"}
+    ) == 3  # fmt: skip
+
+
+def test_the_operation_after_the_cap_is_counted_as_other() -> None:
+    metrics = GatewayMetrics(["URB"])
+    names = [f"Op{'abcdefghij'[i % 10]}{'abcdefghij'[i // 10 % 10]}{i // 100}" for i in
+             range(MAX_OPERATIONS + 1)]  # fmt: skip
+    assert len(set(names)) == MAX_OPERATIONS + 1
+    for name in names:
+        metrics.observe_request(RequestInfo("r", name, "query", "ok"), 0.01)
+    metrics.observe_request(RequestInfo("r", names[0], "query", "ok"), 0.01)  # seen before the cap
+
+    def count(operation: str) -> float | None:
+        labels = {"operation": operation, "type": "query", "outcome": "ok"}
+        return metrics.registry.get_sample_value("khaalga_graphql_requests_total", labels)
+
+    assert count(names[0]) == 2
+    assert count(names[MAX_OPERATIONS - 1]) == 1
+    assert count(names[MAX_OPERATIONS]) is None
+    assert count(OTHER_OPERATION) == 1
+    assert metrics.registry.get_sample_value(
+        "khaalga_graphql_request_duration_seconds_count",
+        {"operation": OTHER_OPERATION, "type": "query"},
+    ) == 1  # fmt: skip

@@ -16,6 +16,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from connectors.base import Action, BackendRequest, BackendResponse, Connector
+from connectors.resilience import ResilientConnector, breaker_factory
 from gateway.app import create_app
 from gateway.catalog.loader import Catalog
 from gateway.catalog.model import ServiceKind
@@ -172,3 +174,23 @@ async def test_an_incoming_traceparent_is_continued(
     assert response.status_code == 200
     [server] = [s for s in spans.get_finished_spans() if s.kind is trace.SpanKind.SERVER]
     assert f"{server.context.trace_id:032x}" == trace_id
+
+
+@pytest.mark.parametrize("traced", [True, False])
+async def test_a_connector_opens_its_span_only_when_tracing_is_on(
+    spans: InMemorySpanExporter, traced: bool
+) -> None:
+    # With tracing off (``KHAALGA_OTEL_EXPORTER=none``) the app sets ``traced``
+    # False on every connector (gateway/observability/setup.py).
+    connector = ResilientConnector(Answering(), "URB", breaker_factory(3, 1.0))
+    connector.traced = traced
+    request = BackendRequest("URB", "URB-001", "LOOK", Action.LOOKUP, payload={"q": 1})
+    assert (await connector.send(request)).data == {"ok": True}
+    assert [s.name for s in by_name(spans.get_finished_spans(), "URB")] == (
+        ["URB LOOKUP"] if traced else []
+    )
+
+
+class Answering(Connector):
+    async def send(self, request: BackendRequest) -> BackendResponse:
+        return BackendResponse(data={"ok": True})
