@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import threading
 import time
 from typing import Any, TextIO
 
@@ -77,6 +78,7 @@ class _JsonHandler(logging.StreamHandler[TextIO]):
         super().__init__(stream if stream is not None else sys.stderr)
         self._fixed = stream
         self._pending: list[str] = []
+        self._loop: tuple[int, asyncio.AbstractEventLoop] | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         self._write_pending()
@@ -96,9 +98,8 @@ class _JsonHandler(logging.StreamHandler[TextIO]):
         if not isinstance(formatter, JsonFormatter):
             return False
         line = formatter.render(time.time(), "INFO", ACCESS.name, message, fields)
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
+        loop = self._running_loop()
+        if loop is None:
             return self._write(line + self.terminator)
         with self.lock:  # type: ignore[union-attr]  # made in Handler.__init__
             # Another thread's loop may be logging too (tests serve the app in one).
@@ -109,6 +110,23 @@ class _JsonHandler(logging.StreamHandler[TextIO]):
         elif held >= PENDING_LINES:  # a turn that never ends (no await yields)
             self._write_pending()
         return True
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop running in this thread, if any. The one found last is
+        kept with its thread: ``asyncio.get_running_loop`` makes a ``getpid``
+        system call each time (it checks for a fork), one per request here.
+        A loop still running is still this thread's: a loop runs in the thread
+        that started it, and none of ours is stopped and run in another."""
+        thread = threading.get_ident()
+        seen = self._loop
+        if seen is not None and seen[0] == thread and seen[1].is_running():
+            return seen[1]
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        self._loop = (thread, loop)
+        return loop
 
     def _write_pending(self) -> None:
         with self.lock:  # type: ignore[union-attr]
@@ -169,7 +187,8 @@ def log_request(fields: dict[str, Any]) -> None:
     if not ACCESS.isEnabledFor(logging.INFO):
         return
     # The message repeats the essentials so a plain-text set-up still says something.
-    message, args = "%s %s %s %s %.1fms", (
+    message = "%s %s %s %s %.1fms"
+    args = (
         fields["method"], fields["path"], fields["status"], fields["operation"],
         fields["duration_ms"],
     )  # fmt: skip

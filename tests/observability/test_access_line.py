@@ -138,3 +138,19 @@ async def test_pending_lines_go_out_before_any_other_line_and_on_flush(
     [ours] = logging.getLogger("khaalga").handlers
     ours.flush()  # as logging.shutdown does at exit
     assert counted.getvalue().count("\n") == 3
+
+
+def test_each_new_loop_in_a_thread_gets_its_lines_written(
+    counted: Writes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alone(monkeypatch)
+
+    async def one_turn() -> int:
+        log_request(FIELDS)
+        await asyncio.sleep(0)
+        return counted.getvalue().count("\n")
+
+    # The handler keeps the last loop it saw; the next one must not be mistaken for it.
+    assert [asyncio.run(one_turn()) for _ in range(3)] == [1, 2, 3]
+    log_request(FIELDS)  # no loop: at once
+    assert counted.getvalue().count("\n") == 4
