@@ -29,7 +29,7 @@ import httpx
 from bench import scenarios
 from bench.loadgen import Target, open_loop, wrk_together
 from bench.measure import Usage, server_usage
-from bench.report import Result, Soak, write_report
+from bench.report import Result, SideBySide, Soak, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_CPU, LOAD_CPU = 0, 1
@@ -43,6 +43,8 @@ REDIS = "redis://127.0.0.1:6379/0"
 # as a deployment does, without ever refusing one.
 UNREACHED_LIMITS = "anonymous=1000000000/minute,citizen=1000000000/minute"
 SOAK_SAMPLE_SECONDS = 5.0
+# The catalog-vs-baseline throughput ratio, measured alternately (see _side_by_side).
+SIDE_BY_SIDE_ROUNDS = 9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Server:
     kind: str  # bench.serve KIND
     env: Mapping[str, str]
     processes: int = 1
+    port: int = PORT  # of the first process; the others take the next ones
 
 
 def _env(var_dir: Path) -> dict[str, str]:
@@ -99,18 +102,18 @@ def _process(
 def _servers(
     server: Server, env: Mapping[str, str], var_dir: Path
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """``server.processes`` processes on ports PORT, PORT + 1...: the first on
-    the server core, a second on the load core (there are only two)."""
+    """``server.processes`` processes on ports ``server.port``, + 1...: the
+    first on the server core, a second on the load core (there are only two)."""
     with contextlib.ExitStack() as stack:
         processes = []
         for index in range(server.processes):
             cpu = SERVER_CPU if index == 0 else LOAD_CPU
             command = ["taskset", "-c", str(cpu), sys.executable, "-m", "bench.serve",
-                       server.kind, str(PORT + index)]  # fmt: skip
+                       server.kind, str(server.port + index)]  # fmt: skip
             log = var_dir / f"{server.name}-{index}.log"
             processes.append(stack.enter_context(_process(command, {**env, **server.env}, log)))
         for index, process in enumerate(processes):
-            _wait_port(PORT + index, process)
+            _wait_port(server.port + index, process)
         yield processes
 
 
@@ -271,6 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     notes: list[str] = []
     soak: Soak | None = None
+    side: SideBySide | None = None
     profile: list[str] | None = None
     wants_postgres = any(_wanted(args, name) for name in scenarios.POSTGRES_ROWS)
     postgres = _fresh_postgres(args.postgres) if wants_postgres else None
@@ -303,6 +307,7 @@ def main(argv: list[str] | None = None) -> None:
                         f"{outbox:,} outbox rows, for {answered:,} measured submissions "
                         "answered 200 (plus warm-ups and checks): one of each per submission."
                     )
+                side = _side_by_side(args, env, var_dir, plan)
                 if args.soak > 0 and _wanted(args, "soak"):
                     soak = _soak(args, env, var_dir, plan, results)
                 if not args.no_profile:
@@ -317,7 +322,8 @@ def main(argv: list[str] | None = None) -> None:
             _drop_postgres(args.postgres, postgres[1])
     minutes = (time.monotonic() - started) / 60
     notes.append(f"The whole run took {minutes:.0f} min.")
-    print(write_report(results, args.out, args.seconds, profile, soak=soak, notes=notes))
+    print(write_report(results, args.out, args.seconds, profile, soak=soak, side=side,
+                       notes=notes))  # fmt: skip
 
 
 def _wanted(args: argparse.Namespace, name: str) -> bool:
@@ -389,6 +395,45 @@ def _run_all(
                 pids = [p.pid for p in processes]
                 results.append(_measure(scenario, pids, args.seconds, args.connections, rates))
     return results, plan
+
+
+def _side_by_side(
+    args: argparse.Namespace,
+    env: dict[str, str],
+    var_dir: Path,
+    plan: Sequence[scenarios.Scenario],
+) -> SideBySide | None:
+    """The public catalog and the bare Starlette endpoint, both servers up on
+    the server core at once and loaded in turn, ``SIDE_BY_SIDE_ROUNDS`` times.
+
+    Why: this machine's speed drifts by a third within minutes (the bare
+    endpoint measured 9,200 and 16,800 req/s in one afternoon), so the two
+    rows of the main table, minutes apart, can give any ratio. Alternating
+    short runs puts both under the same drift; the report takes the median of
+    the rounds' ratios."""
+    by_name = {s.name: s for s in plan}
+    wanted = (scenarios.BASELINE_ROW, scenarios.CATALOG_ROW)
+    if not all(name in by_name and _wanted(args, name) for name in wanted):
+        return None
+    print("side by side: catalog and baseline in turn", file=sys.stderr, flush=True)
+    pair = [Server("side-baseline", "baseline", {}, port=PORT + 20),
+            Server("side-gateway", "gateway", {}, port=PORT + 21)]  # fmt: skip
+    seconds = max(1.0, args.seconds / 3)
+    with contextlib.ExitStack() as stack:
+        for server in pair:
+            stack.enter_context(_servers(server, env, var_dir))
+        targets = [
+            Target(server.port, by_name[name].path, by_name[name].body, by_name[name].headers)
+            for server, name in zip(pair, wanted, strict=True)
+        ]
+        for target in targets:  # warm-up, and the response cache filled
+            wrk_together([target], 2, args.connections, LOAD_CPU)
+        rounds = []
+        for _ in range(SIDE_BY_SIDE_ROUNDS):
+            base, catalog = (wrk_together([t], seconds, args.connections, LOAD_CPU)
+                             for t in targets)  # fmt: skip
+            rounds.append((base, catalog))
+    return SideBySide(rounds)
 
 
 def _soak(

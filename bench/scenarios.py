@@ -37,6 +37,7 @@ class Scenario:
     pairs: tuple[str, ...] = ()
 
 
+BASELINE_ROW = "baseline: Starlette JSON"
 CATALOG_ROW = "gateway: catalog"
 LOOKUP_ROW = "gateway: LOOKUP (REST)"
 FAN_OUT_ROW = "gateway: fan-out REST+SOAP+SQL"
@@ -96,12 +97,12 @@ def build(http: httpx.Client, token: str, citizen: str, seeded_token: str) -> li
         fan_vars[f"c{i}"], fan_vars[f"i{i}"] = codes[kind], forms[kind]
     scenarios = [
         Scenario(
-            "baseline: Starlette JSON",
+            BASELINE_ROW,
             "baseline",
             "/json",
             orjson.dumps({"query": CATALOG}),
             {},
-            "baseline: Starlette JSON",
+            BASELINE_ROW,
         )
     ]
     for kind in KINDS:
@@ -110,18 +111,18 @@ def build(http: httpx.Client, token: str, citizen: str, seeded_token: str) -> li
             (FAN_OUT_ROW,) if kind in FAN_OUT_KINDS else ()
         )
         scenarios.append(Scenario(f"direct: {kind} connector", "direct", "/direct", body, {},
-                                  "baseline: Starlette JSON", pairs))  # fmt: skip
+                                  BASELINE_ROW, pairs))  # fmt: skip
     gateway = [
-        (CATALOG_ROW, graphql_body(CATALOG), {}, "baseline: Starlette JSON"),
+        (CATALOG_ROW, graphql_body(CATALOG), {}, BASELINE_ROW),
         (LOOKUP_ROW, graphql_body(LOOKUP, {"c": codes["REST"], "i": forms["REST"]}),
          auth, "direct: REST connector"),
         (FAN_OUT_ROW, graphql_body(fan_query, fan_vars), auth,
          "direct: SOAP connector"),
         (SUBMIT_ROW,
          graphql_body(SUBMIT, {"c": application, "f": fetch_form(http, application, citizen)}),
-         auth, "baseline: Starlette JSON"),
+         auth, BASELINE_ROW),
         ("gateway: myApplications (50)", graphql_body(MINE),
-         {"Authorization": f"Bearer {seeded_token}"}, "baseline: Starlette JSON"),
+         {"Authorization": f"Bearer {seeded_token}"}, BASELINE_ROW),
     ]  # fmt: skip
     for name, body, headers, baseline in gateway:
         scenarios.append(Scenario(name, "gateway", "/graphql", body, headers, baseline))

@@ -1,5 +1,6 @@
-"""The harness runs end to end (one second, one scenario). No figure is
-asserted: timings belong in bench/results, not in a test."""
+"""The harness runs end to end (one second per measurement, the baseline and
+the catalog, so the side-by-side rounds run too). No figure is asserted:
+timings belong in bench/results, not in a test."""
 
 from __future__ import annotations
 
@@ -25,10 +26,15 @@ def test_a_one_second_run_writes_a_report(tmp_path: Path) -> None:
     # very likely free too on a test machine.
     env = {**os.environ, "BENCH_PORT": str(free_port()), "BENCH_SIM_BASE_PORT": str(free_port())}
     subprocess.run(
-        [sys.executable, "-m", "bench.run", "--seconds", "1", "--only", "baseline",
-         "--no-profile", "--out", str(tmp_path)],
+        [sys.executable, "-m", "bench.run", "--seconds", "1", "--only",
+         "baseline,gateway: catalog", "--soak", "0", "--no-profile", "--out", str(tmp_path)],
         cwd=ROOT, env=env, check=True, capture_output=True, timeout=300,
     )  # fmt: skip
     report = (tmp_path / "report.md").read_text()
     assert "| baseline: Starlette JSON |" in report
     assert "| 0 | baseline" in report  # no errors
+    assert "| gateway: catalog |" in report
+    # Both servers measured in turn, every round answered without an error.
+    assert "## Catalog and baseline side by side" in report
+    assert "measured in turn (9 rounds)" in report
+    assert "; 0 errors;" in report
