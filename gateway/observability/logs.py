@@ -90,6 +90,10 @@ class _JsonHandler(logging.StreamHandler[TextIO]):
         self._write_pending()
         super().flush()
 
+    def close(self) -> None:
+        self._write_pending()
+        super().close()
+
     def write_access(self, message: str, fields: dict[str, Any]) -> bool:
         """Write the line ``emit`` would for an access record with ``message``
         and ``fields``, made now; False if it did not (another formatter, or
@@ -159,6 +163,7 @@ def configure_logging(stream: TextIO | None = None, level: int = logging.INFO) -
     logger = logging.getLogger("khaalga")
     for handler in [h for h in logger.handlers if isinstance(h, _JsonHandler)]:
         logger.removeHandler(handler)
+        handler.close()  # its pending lines are written
     handler = _JsonHandler(stream)
     handler.setFormatter(JsonFormatter())
     logger.addHandler(handler)
@@ -187,8 +192,7 @@ def log_request(fields: dict[str, Any]) -> None:
     if not ACCESS.isEnabledFor(logging.INFO):
         return
     # The message repeats the essentials so a plain-text set-up still says something.
-    message = "%s %s %s %s %.1fms"
-    args = (
+    message, args = "%s %s %s %s %.1fms", (
         fields["method"], fields["path"], fields["status"], fields["operation"],
         fields["duration_ms"],
     )  # fmt: skip

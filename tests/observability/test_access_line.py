@@ -154,3 +154,12 @@ def test_each_new_loop_in_a_thread_gets_its_lines_written(
     assert [asyncio.run(one_turn()) for _ in range(3)] == [1, 2, 3]
     log_request(FIELDS)  # no loop: at once
     assert counted.getvalue().count("\n") == 4
+
+
+async def test_replacing_the_handler_writes_what_it_held(
+    counted: Writes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alone(monkeypatch)
+    log_request(FIELDS)
+    configure_logging(io.StringIO())  # before the turn ends
+    assert counted.getvalue().count("\n") == 1
