@@ -14,7 +14,6 @@ import statistics
 import time
 from collections import deque
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -153,7 +152,7 @@ class ResilientConnector(Connector):
     ) -> BackendResponse:
         # One span and one observation per attempt, breaker and cap included,
         # so a refused call (CircuitOpen, BackendBusy) is seen as well.
-        span: AbstractContextManager[object] = _NO_SPAN
+        span: contextlib.AbstractContextManager[object] = _NO_SPAN
         if self.traced:
             attributes = {"khaalga.agency": self.agency, "khaalga.action": request.action.value}
             name = f"{self.agency} {request.action.value}"

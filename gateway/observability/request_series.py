@@ -79,11 +79,6 @@ class HistogramSeries:
 S = TypeVar("S", CounterSeries, HistogramSeries)
 
 
-def _check(labelnames: tuple[str, ...], values: tuple[str, ...]) -> None:
-    if len(values) != len(labelnames):
-        raise ValueError(f"expected label values for {labelnames}, got {values}")
-
-
 class _Family(Collector, Generic[S]):
     """What both kinds share: a name, its help text, and a series per label set."""
 
@@ -102,7 +97,8 @@ class _Family(Collector, Generic[S]):
     def labels(self, *values: str) -> S:
         series = self._series.get(values)
         if series is None:
-            _check(self.labelnames, values)
+            if len(values) != len(self.labelnames):
+                raise ValueError(f"expected label values for {self.labelnames}, got {values}")
             series = self._series[values] = self._new_series()
         return series
 
