@@ -4,7 +4,6 @@ delivery worker running, and all 13 simulated agencies on loopback."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +20,9 @@ from gateway.db.migrate import upgrade_async
 from gateway.settings import ROOT, Settings
 from legacy.base import Simulator
 from legacy.samples import CITIZENS, sample_form
-from legacy.topology import build_simulators, embedded_endpoints
-from tests.support.gateway import Api, citizen_token, free_port, operator_token, served
+from legacy.topology import embedded_endpoints
+from tests.support.gateway import Api, citizen_token, operator_token, served
+from tests.support.simulators import running_simulators
 
 pytestmark = pytest.mark.slow
 ALICE = CITIZENS[0]
@@ -44,33 +44,25 @@ class Embedded:
 
 @pytest.fixture
 async def embedded(tmp_path: Path, catalog: Catalog) -> AsyncIterator[Embedded]:
-    ports = [free_port() for _ in catalog.agencies]
     workdir = tmp_path / "legacy"
-    simulators = build_simulators(catalog, workdir, ports, review_seconds=0.5)
-    for simulator in simulators:
-        await simulator.start()
-    settings = Settings(
-        var_dir=tmp_path,
-        catalog_dir=ROOT / "catalog",
-        backends=embedded_endpoints(catalog, workdir, ports),
-        timeouts=Timeouts(connect=1.0, read=3.0, total=5.0),
-        delivery_poll=0.05,
-        status_poll=0.2,
-        breaker_threshold=3,
-        breaker_ttl=1.0,
-        rate_limits="",  # every service is exercised; limits are tested on their own
-    )
-    settings = dataclasses.replace(settings)
-    await upgrade_async(settings.database_url)
-    try:
+    async with running_simulators(catalog, workdir, review_seconds=0.5) as (simulators, ports):
+        settings = Settings(
+            var_dir=tmp_path,
+            catalog_dir=ROOT / "catalog",
+            backends=embedded_endpoints(catalog, workdir, ports),
+            timeouts=Timeouts(connect=1.0, read=3.0, total=5.0),
+            delivery_poll=0.05,
+            status_poll=0.2,
+            breaker_threshold=3,
+            breaker_ttl=1.0,
+            rate_limits="",  # every service is exercised; limits are tested on their own
+        )
+        await upgrade_async(settings.database_url)
         async with (
             served(create_app(settings)) as base_url,
             httpx.AsyncClient(base_url=base_url, timeout=30) as http,
         ):
             yield Embedded(Api(http), settings, {s.agency.code: s for s in simulators})
-    finally:
-        for simulator in simulators:
-            await simulator.stop()
 
 
 async def _form(api: Api, code: str) -> tuple[str, dict[str, Any]]:
