@@ -1,6 +1,6 @@
-"""Errors raised by connectors. Every upstream library's exception (httpx,
-zeep, SQLAlchemy, OS file errors) is mapped to one of these at the
-connector boundary and chained with ``raise ... from``.
+"""Errors raised by connectors. Every upstream library's exception (aiohttp
+in ``connectors/wire.py``, zeep, SQLAlchemy, OS file errors) is mapped to one
+of these at the connector boundary and chained with ``raise ... from``.
 
     ConnectorError                  any back-end failure
     ├── TransientError              worth retrying later (delivery retries with backoff)

@@ -23,8 +23,8 @@ from decimal import Decimal
 from typing import Any, Literal, NoReturn, TypeGuard
 from urllib.parse import quote
 
-import httpx
 import orjson
+from yarl import URL
 
 from connectors.base import Action, BackendRequest, BackendResponse, Connector
 from connectors.config import BackendEndpoint, Timeouts
@@ -35,7 +35,7 @@ from connectors.errors import (
     BackendUnavailable,
     ProtocolError,
 )
-from connectors.wire import Wire
+from connectors.wire import Answer, Wire
 from gateway.catalog.model import Agency
 
 STATUSES = frozenset({"DELIVERED", "IN_REVIEW", "NEEDS_INFO", "APPROVED", "REJECTED", "ISSUED"})
@@ -100,13 +100,13 @@ class RestConnector(Connector):
         headers = {"Accept": "application/json"}
         if endpoint.api_key is not None:
             headers[self.dialect.api_key_header] = endpoint.api_key
-        self._wire = Wire(timeouts, headers)
+        self._wire = Wire(agency.code, timeouts, headers)
 
     async def aclose(self) -> None:
         await self._wire.aclose()
 
     async def send(self, request: BackendRequest) -> BackendResponse:
-        # The single boundary where transport failures become connector errors.
+        # Transport failures become connector errors in the wire; the rest here.
         what = f"{request.action.value} {request.operation}"
         try:
             async with asyncio.timeout(self._timeouts.total):
@@ -115,11 +115,6 @@ class RestConnector(Connector):
             raise BackendTimeout(
                 self._code, f"{what}: no answer within the overall timeout"
             ) from exc
-        except httpx.TimeoutException as exc:
-            raise BackendTimeout(self._code, f"{what}: {type(exc).__name__}") from exc
-        except httpx.TransportError as exc:
-            # Refused, reset, broken framing: the agency may be back later.
-            raise BackendUnavailable(self._code, f"{what}: {type(exc).__name__}") from exc
         except orjson.JSONDecodeError as exc:
             raise ProtocolError(self._code, f"{what}: response body is not JSON") from exc
 
@@ -159,11 +154,9 @@ class RestConnector(Connector):
             for name, value in request.payload.items()
             if value is not None
         }
-        url = httpx.URL(self._base + _segment(request.operation))
+        url = URL(self._base + _segment(request.operation), encoded=True)
         headers = {"Content-Type": "application/json", "Idempotency-Key": request.idempotency_key}
-        response = await self._wire.send(
-            self._wire.request("POST", url, headers=headers, content=orjson.dumps(body))
-        )
+        response = await self._wire.send("POST", url, headers=headers, content=orjson.dumps(body))
         data = self._unwrap(response, request)
         reference = data.get("lavlakh_dugaar") if isinstance(data, dict) else None
         if not isinstance(reference, str) or not reference:
@@ -225,14 +218,15 @@ class RestConnector(Connector):
 
     # -- wire helpers ----------------------------------------------------------------------------
 
-    async def _get(self, path: str, params: Mapping[str, str]) -> httpx.Response:
-        url = httpx.URL(self._base + path, params=params or None)
-        return await self._wire.send(self._wire.request("GET", url))
+    async def _get(self, path: str, params: Mapping[str, str]) -> Answer:
+        # The path's segments are quoted already (``_segment``); yarl encodes the query.
+        url = URL(self._base + path, encoded=True)
+        return await self._wire.send("GET", url.with_query(params) if params else url)
 
-    def _unwrap(self, response: httpx.Response, request: BackendRequest) -> Any:
+    def _unwrap(self, response: Answer, request: BackendRequest) -> Any:
         return self._body(response, request)[self.dialect.envelope]
 
-    def _body(self, response: httpx.Response, request: BackendRequest) -> dict[str, Any]:
+    def _body(self, response: Answer, request: BackendRequest) -> dict[str, Any]:
         """Check the HTTP status, decode JSON and insist on the envelope."""
         if response.status_code >= 400:
             self._raise_for_status(response, request)
@@ -245,7 +239,7 @@ class RestConnector(Connector):
             raise ProtocolError(self._code, f"{request.operation}: answer lacks the envelope")
         return body
 
-    def _raise_for_status(self, response: httpx.Response, request: BackendRequest) -> NoReturn:
+    def _raise_for_status(self, response: Answer, request: BackendRequest) -> NoReturn:
         status = response.status_code
         # Only the agency's short error code is quoted: its free text may echo our values.
         code = _error_code(response)
@@ -301,7 +295,7 @@ def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _error_code(response: httpx.Response) -> str | None:
+def _error_code(response: Answer) -> str | None:
     """The agency's machine-readable error code, if it sent a well-formed one."""
     try:
         body = orjson.loads(response.content)

@@ -14,6 +14,7 @@ import httpx
 import zeep
 import zeep.exceptions
 from lxml import etree
+from yarl import URL
 from zeep.helpers import serialize_object
 from zeep.transports import AsyncTransport
 from zeep.wsdl.utils import etree_to_string
@@ -28,7 +29,7 @@ from connectors.errors import (
     MappingError,
     ProtocolError,
 )
-from connectors.wire import Wire
+from connectors.wire import Answer, Wire
 from gateway.catalog.model import Agency
 
 STATUS_OPERATION = "getApplicationStatus"
@@ -40,26 +41,39 @@ class _NotFound(BackendRejected):
 
 
 class _Transport(AsyncTransport):
-    """zeep's transport, posting through the connector's ``Wire``: without
-    zeep's debug log of every envelope (personal data), and without its copy
-    of each answer into a ``requests.Response`` (zeep reads status, headers,
-    content and encoding, which the httpx answer has as well)."""
+    """zeep's transport, sending through the connector's ``Wire`` (so its
+    errors are ours already), without zeep's debug log of every envelope
+    (personal data) and without its copy of each answer into a
+    ``requests.Response``: the wire's ``Answer`` has the status, headers,
+    content and encoding zeep reads."""
 
-    def __init__(self, wire: Wire, client: httpx.AsyncClient, wsdl_client: httpx.Client) -> None:
-        super().__init__(client=client, wsdl_client=wsdl_client)  # type: ignore[no-untyped-call]
+    def __init__(self, wire: Wire, wsdl_client: httpx.Client) -> None:
+        # zeep also makes an httpx client for operations; every method that
+        # would use it is overridden below, so it never opens a connection.
+        super().__init__(wsdl_client=wsdl_client)  # type: ignore[no-untyped-call]
         self._wire = wire
         # The service address comes from the WSDL: one per port, parsed once.
-        self._urls: dict[str, httpx.URL] = {}
+        self._urls: dict[str, URL] = {}
+
+    def _url(self, address: str) -> URL:
+        url = self._urls.get(address)
+        if url is None:
+            url = self._urls.setdefault(address, URL(address))
+        return url
+
+    async def post(self, address: str, message: bytes, headers: dict[str, str]) -> Answer:
+        return await self._wire.send("POST", self._url(address), headers=headers, content=message)
 
     async def post_xml(
         self, address: str, envelope: etree._Element, headers: dict[str, str]
-    ) -> httpx.Response:
-        url = self._urls.get(address)
-        if url is None:
-            url = self._urls.setdefault(address, httpx.URL(address))
+    ) -> Answer:
         message = etree_to_string(envelope)  # type: ignore[no-untyped-call]
+        return await self.post(address, message, headers)
+
+    async def get(self, address: str, params: Mapping[str, str], headers: dict[str, str]) -> Answer:
+        url = self._url(address)
         return await self._wire.send(
-            self._wire.request("POST", url, headers=headers, content=message)
+            "GET", url.with_query(params) if params else url, headers=headers
         )
 
 
@@ -83,7 +97,7 @@ class SoapConnector(Connector):
         self._key = soap_signing.load_private_key(endpoint.signing_key)
         self._timeouts = timeouts
         self._http_timeout = httpx.Timeout(timeouts.read, connect=timeouts.connect)
-        self._wire = Wire(timeouts)
+        self._wire = Wire(agency.code, timeouts)
         self._client: zeep.AsyncClient | None = None
         self._rendered: dict[str, tuple[dict[str, str], list[etree._Element]]] = {}
         self._loading = asyncio.Lock()
@@ -152,10 +166,6 @@ class SoapConnector(Connector):
             return await method(**payload, _soapheaders=headers)
         except zeep.exceptions.Fault as exc:
             self._raise_fault(exc)
-        except httpx.TimeoutException as exc:
-            raise BackendTimeout(self._code, "SOAP call timed out") from exc
-        except httpx.TransportError as exc:
-            raise BackendUnavailable(self._code, f"SOAP call failed: {type(exc).__name__}") from exc
         except zeep.exceptions.TransportError as exc:
             self._raise_http(exc)
         except zeep.exceptions.ValidationError as exc:
@@ -223,10 +233,7 @@ class SoapConnector(Connector):
         # zeep loads WSDLs synchronously, hence a sync client in a worker thread.
         wsdl_http = httpx.Client(timeout=self._http_timeout)
         try:
-            # zeep wants a client for HTTP-binding operations; sharing the
-            # wire's pool, it holds no connections of its own to close.
-            client = httpx.AsyncClient(transport=self._wire.transport, timeout=self._http_timeout)
-            transport = _Transport(self._wire, client, wsdl_http)
+            transport = _Transport(self._wire, wsdl_http)
             zeep_client: zeep.AsyncClient = zeep.AsyncClient(  # type: ignore[no-untyped-call]
                 self._url, transport=transport
             )

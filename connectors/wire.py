@@ -1,70 +1,103 @@
-"""The HTTP exchange under the REST and SOAP connectors: one pooled httpx
-transport per agency, sent prebuilt requests.
+"""The HTTP exchange under the REST and SOAP connectors: one keep-alive pool
+per agency, and the one place where HTTP client failures become connector
+errors.
 
-Why not ``httpx.AsyncClient``: per request it merges the URL with its base,
-merges headers and cookies, runs the auth and redirect machinery and parses
-every answer into its cookie jar (twice through zeep), which together cost as
-much CPU as the exchange itself. A connector needs none of it: its base URL,
-headers and time limits are fixed, it follows no redirects, and a client
-shared by every citizen's calls must not keep cookies anyway (one citizen's
-session cookie would travel with the next citizen's request).
+Why aiohttp here when the rest of the stack uses httpx: CPU. A keep-alive
+exchange with a local server cost 330-420 µs through httpx's transport
+(httpcore, anyio and h11; anyio asks asyncio for the current task a dozen
+times per exchange) and 100 µs through aiohttp's C-accelerated client, on
+this machine, sequentially. In a gateway LOOKUP the httpx exchange was about
+45 % of the request's CPU, and a fan-out pays it once per agency on the one
+server core (docs/performance.md).
 
-The transport is still httpx's, so its exceptions, keep-alive pool and the
-OpenTelemetry instrumentation (which wraps ``AsyncHTTPTransport``, sending
-``traceparent``) are the same as through a client.
+The pool is an ``aiohttp.ClientSession`` opened on first use (aiohttp wants
+a running loop), with:
+
+- no cookie jar: a client shared by every citizen's calls must not keep
+  cookies (one citizen's session cookie would travel with the next one's);
+- no redirects followed, no proxy from the environment;
+- the agency's fixed headers and time limits.
+
+OpenTelemetry's aiohttp instrumentation, when tracing is on, adds its trace
+config to every session opened after it is installed, which is before any
+request (``gateway/observability/tracing.py``): a client span per exchange
+and the W3C ``traceparent`` header.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
-import httpx
+import aiohttp
+from yarl import URL
 
 from connectors.config import Timeouts
+from connectors.errors import BackendTimeout, BackendUnavailable
 
 _USER_AGENT = "khaalga"
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An HTTP answer with its body read: what the REST connector and zeep read."""
+
+    status_code: int
+    headers: Mapping[str, str]  # case-insensitive
+    content: bytes
+    encoding: str | None  # the Content-Type's charset; zeep reads it
+
+
 class Wire:
-    """A keep-alive connection pool with the agency's fixed headers and time limits."""
+    """A keep-alive connection pool with one agency's fixed headers and time limits."""
 
-    def __init__(self, timeouts: Timeouts, headers: Mapping[str, str] | None = None) -> None:
-        # The transport takes its limits from each request, not from itself:
-        # without this extension httpcore would wait forever.
-        timeout = httpx.Timeout(
-            connect=timeouts.connect, read=timeouts.read, write=timeouts.read, pool=timeouts.connect
+    def __init__(
+        self, agency: str, timeouts: Timeouts, headers: Mapping[str, str] | None = None
+    ) -> None:
+        self._agency = agency
+        # ``connect`` bounds the wait for a pooled connection plus connecting.
+        self._timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=timeouts.connect,
+            sock_connect=timeouts.connect,
+            sock_read=timeouts.read,
         )
-        self._extensions = {"timeout": timeout.as_dict()}
         self._headers = {"User-Agent": _USER_AGENT, **(headers or {})}
-        self._transport = httpx.AsyncHTTPTransport()
+        self._session: aiohttp.ClientSession | None = None
 
-    def request(
+    def _open(self) -> aiohttp.ClientSession:
+        self._session = aiohttp.ClientSession(
+            headers=self._headers,
+            timeout=self._timeout,
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+        return self._session
+
+    async def send(
         self,
         method: str,
-        url: httpx.URL,
+        url: URL,
         *,
         headers: Mapping[str, str] | None = None,
         content: bytes | None = None,
-    ) -> httpx.Request:
-        merged = self._headers if headers is None else {**self._headers, **headers}
-        return httpx.Request(
-            method, url, headers=merged, content=content, extensions=self._extensions
-        )
-
-    async def send(self, request: httpx.Request) -> httpx.Response:
-        """The answer, body read and connection back in the pool; raises httpx's
-        ``TransportError`` family like a client would."""
-        response = await self._transport.handle_async_request(request)
+    ) -> Answer:
+        """The answer, body read and connection back in the pool. Raises
+        ``BackendTimeout`` or ``BackendUnavailable``, naming the client's
+        error type (never the URL: a REST query carries register numbers)."""
+        session = self._session if self._session is not None else self._open()
         try:
-            await response.aread()
-        finally:
-            await response.aclose()
-        response.request = request
-        return response
-
-    @property
-    def transport(self) -> httpx.AsyncHTTPTransport:
-        return self._transport
+            async with session.request(
+                method, url, headers=headers, data=content, allow_redirects=False
+            ) as response:
+                body = await response.read()
+                return Answer(response.status, response.headers, body, response.charset)
+        except TimeoutError as exc:  # aiohttp's connect and read timeouts subclass it
+            raise BackendTimeout(self._agency, f"HTTP {method}: {type(exc).__name__}") from exc
+        except aiohttp.ClientError as exc:
+            # Refused, reset, broken framing: the agency may be back later.
+            raise BackendUnavailable(self._agency, f"HTTP {method}: {type(exc).__name__}") from exc
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

@@ -1,5 +1,6 @@
-"""OpenTelemetry: set-up from settings, httpx instrumentation (W3C
-``traceparent`` to REST and SOAP back ends) and spans for root resolvers.
+"""OpenTelemetry: set-up from settings, HTTP client instrumentation (W3C
+``traceparent`` to REST and SOAP back ends through aiohttp, and on the
+gateway's own httpx fetches: WSDLs, OIDC keys) and spans for root resolvers.
 
 Spans come from the global tracer provider, which is a no-op until
 ``setup_tracing`` installs one, so the cost with tracing off is a few
@@ -19,12 +20,13 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from strawberry.extensions import SchemaExtension
+from yarl import URL
 
 Exporter = Literal["none", "console", "otlp"]
 EXPORTERS: tuple[Exporter, ...] = ("none", "console", "otlp")
 
 _URL_ATTRIBUTES = ("url.full", "http.url")
-_state = {"httpx": False}
+_state = {"clients": False}
 
 
 def tracer() -> trace.Tracer:
@@ -56,7 +58,7 @@ def setup_tracing(kind: Exporter, service_name: str = "khaalga-gateway") -> bool
         provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
         provider.add_span_processor(BatchSpanProcessor(_exporter(kind)))
         trace.set_tracer_provider(provider)
-    instrument_httpx()
+    instrument_clients()
     return True
 
 
@@ -70,16 +72,22 @@ async def _strip_query_async(span: trace.Span, request: Any) -> None:
     _strip_query(span, request)
 
 
-def instrument_httpx() -> None:
-    """Client spans and ``traceparent`` for every httpx client, once per process."""
-    if _state["httpx"]:
+def _without_query(url: URL) -> str:
+    return str(url.with_query(None).with_fragment(None))
+
+
+def instrument_clients() -> None:
+    """Client spans and ``traceparent`` for every HTTP client, once per process."""
+    if _state["clients"]:
         return
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
+    AioHttpClientInstrumentor().instrument(url_filter=_without_query)
     HTTPXClientInstrumentor().instrument(
         request_hook=_strip_query, async_request_hook=_strip_query_async
     )
-    _state["httpx"] = True
+    _state["clients"] = True
 
 
 class ResolverTracing(SchemaExtension):

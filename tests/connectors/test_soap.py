@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 import pytest
 import zeep.exceptions
 
@@ -345,7 +345,7 @@ async def test_slow_agency_times_out_on_read(sim: SoapSimulator, conn: SoapConne
     with pytest.raises(BackendTimeout) as caught:
         await conn.send(request)
     assert time.monotonic() - started < TIMEOUTS.read * 2
-    assert isinstance(caught.value.__cause__, httpx.TimeoutException)
+    assert isinstance(caught.value.__cause__, aiohttp.ServerTimeoutError)
 
 
 async def test_overall_timeout_bounds_the_call(sim: SoapSimulator) -> None:
@@ -401,7 +401,7 @@ async def test_refused_connection_is_unavailable(sim: SoapSimulator, conn: SoapC
     await sim.stop()
     with pytest.raises(BackendUnavailable) as caught:
         await conn.send(lookup({"parcelNo": PARCEL}, "WS100302_getCadastreValue"))
-    assert isinstance(caught.value.__cause__, httpx.ConnectError)
+    assert isinstance(caught.value.__cause__, aiohttp.ClientConnectionError)
 
 
 async def test_garbage_body_is_a_protocol_error(sim: SoapSimulator, conn: SoapConnector) -> None:

@@ -1,4 +1,4 @@
-"""Traces: server span → root resolver → connector → httpx client span, and
+"""Traces: server span → root resolver → connector → HTTP client span, and
 the W3C ``traceparent`` arriving at the REST simulator."""
 
 from __future__ import annotations
@@ -156,8 +156,8 @@ async def test_a_soap_call_gets_a_client_span_too(
     finished = spans.get_finished_spans()
     [connector] = by_name(finished, "TAX LOOKUP")
     clients = [s for s in finished if s.kind is trace.SpanKind.CLIENT]
-    # zeep posts the envelope through the connector's httpx client, which
-    # injects traceparent into every request it makes a span for.
+    # zeep posts the envelope through the connector's wire (aiohttp), whose
+    # instrumentation injects traceparent into every request it makes a span for.
     assert clients and all(parent_of(c, finished) is connector for c in clients)
 
 
