@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Enum, Gauge
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
@@ -52,6 +52,10 @@ ERROR_CLASSES = (
 BREAKER_STATES = ["closed", "open", "half_open"]
 
 
+# A counter and a latency histogram fed together: one lookup for both.
+_Series = tuple[CounterSeries, HistogramSeries]
+
+
 class GatewayMetrics:
     def __init__(self, agencies: Sequence[str]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -66,11 +70,11 @@ class GatewayMetrics:
             "khaalga_graphql_request_duration_seconds", "GraphQL request latency, whole HTTP "
             "exchange", ["operation", "type"], registry=r,
         )  # fmt: skip
-        self.backend_calls = Counter(
+        self.backend_calls = LoopCounter(
             "khaalga_backend_calls", "Calls to agency back ends (each attempt, retries included)",
             ["agency", "action", "outcome"], registry=r,
         )  # fmt: skip
-        self.backend_seconds = Histogram(
+        self.backend_seconds = LoopHistogram(
             "khaalga_backend_call_duration_seconds", "Back-end call latency, queue wait included",
             ["agency", "action"], registry=r,
         )  # fmt: skip
@@ -105,7 +109,8 @@ class GatewayMetrics:
             "refused them (a kind's request or cost budget, or an app's quota)", ["policy"],
             registry=r,
         )  # fmt: skip
-        self._request_series: dict[tuple[str, str, str], tuple[CounterSeries, HistogramSeries]] = {}
+        self._request_series: dict[tuple[str, str, str], _Series] = {}
+        self._call_series: dict[tuple[str, Action, bool], _Series] = {}
         self._declare_agencies()
 
     def _declare_agencies(self) -> None:
@@ -155,8 +160,16 @@ class GatewayMetrics:
         self, agency: str, action: Action, seconds: float, error: ConnectorError | None
     ) -> None:
         """``connectors.resilience.CallObserver``: one back-end attempt ended."""
-        self.backend_calls.labels(agency, action.value, "ok" if error is None else "error").inc()
-        self.backend_seconds.labels(agency, action.value).observe(seconds)
+        key = (agency, action, error is None)
+        series = self._call_series.get(key)
+        if series is None:
+            series = (
+                self.backend_calls.labels(agency, action.value, "ok" if key[2] else "error"),
+                self.backend_seconds.labels(agency, action.value),
+            )
+            self._call_series[key] = series
+        series[0].inc()
+        series[1].observe(seconds)
         if error is not None:
             name = type(error).__name__
             self.backend_errors.labels(agency, name if name in ERROR_CLASSES else "other").inc()
