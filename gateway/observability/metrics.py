@@ -52,10 +52,6 @@ ERROR_CLASSES = (
 BREAKER_STATES = ["closed", "open", "half_open"]
 
 
-# A counter and a latency histogram fed together: one lookup for both.
-_Series = tuple[CounterSeries, HistogramSeries]
-
-
 class GatewayMetrics:
     def __init__(self, agencies: Sequence[str]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -109,8 +105,7 @@ class GatewayMetrics:
             "refused them (a kind's request or cost budget, or an app's quota)", ["policy"],
             registry=r,
         )  # fmt: skip
-        self._request_series: dict[tuple[str, str, str], _Series] = {}
-        self._call_series: dict[tuple[str, Action, bool], _Series] = {}
+        self._request_series: dict[tuple[str, str, str], tuple[CounterSeries, HistogramSeries]] = {}
         self._declare_agencies()
 
     def _declare_agencies(self) -> None:
@@ -160,16 +155,8 @@ class GatewayMetrics:
         self, agency: str, action: Action, seconds: float, error: ConnectorError | None
     ) -> None:
         """``connectors.resilience.CallObserver``: one back-end attempt ended."""
-        key = (agency, action, error is None)
-        series = self._call_series.get(key)
-        if series is None:
-            series = (
-                self.backend_calls.labels(agency, action.value, "ok" if key[2] else "error"),
-                self.backend_seconds.labels(agency, action.value),
-            )
-            self._call_series[key] = series
-        series[0].inc()
-        series[1].observe(seconds)
+        self.backend_calls.labels(agency, action.value, "ok" if error is None else "error").inc()
+        self.backend_seconds.labels(agency, action.value).observe(seconds)
         if error is not None:
             name = type(error).__name__
             self.backend_errors.labels(agency, name if name in ERROR_CLASSES else "other").inc()
