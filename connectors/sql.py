@@ -88,8 +88,11 @@ def _engine_options(url: str, timeouts: Timeouts) -> dict[str, Any]:
         }
     return {
         "connect_args": connect_args,
-        "pool_size": 5,
-        "max_overflow": 5,
+        # A fixed pool: a burst waits for a connection rather than opening one
+        # it closes after (the churn cost CPU and fragmented memory; see
+        # gateway/db/engine.py).
+        "pool_size": 10,
+        "max_overflow": 0,
         "pool_timeout": timeouts.connect,
         "pool_recycle": 1800,
         # A server may have dropped a pooled connection; a file cannot, and the

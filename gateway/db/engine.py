@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,6 +25,15 @@ from gateway.db.plain import PlainConnection
 
 # A connection used this recently is taken as alive without a ping.
 PING_AFTER_IDLE = 5.0
+# No overflow: connections opened for a burst and closed after it were opened
+# dozens of times a second under load. Each cost a new aiosqlite thread or a
+# PostgreSQL login, and their churn fragmented the C heap, which grew the
+# memory soak while Python's heap stayed flat (docs/performance.md). Waiting
+# for one of these is cheaper than opening another.
+# SQLite gets fewer: its writers take turns anyway, and each connection keeps
+# a page cache of its own.
+SQLITE_POOL: dict[str, Any] = {"pool_size": 10, "max_overflow": 0}
+SERVER_POOL: dict[str, Any] = {"pool_size": 20, "max_overflow": 0}
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -44,10 +53,11 @@ def create_engine(url: str) -> AsyncEngine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, hide_parameters=True)
+        pool = {} if _in_memory(parsed.database, parsed.query) else SQLITE_POOL
+        engine = create_async_engine(url, hide_parameters=True, **pool)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    engine = create_async_engine(url, pool_size=10, max_overflow=20, hide_parameters=True)
+    engine = create_async_engine(url, hide_parameters=True, **SERVER_POOL)
     _ping_when_idle(engine.sync_engine)
     return engine
 
@@ -56,9 +66,14 @@ def sqlite_file(engine: AsyncEngine) -> str | None:
     """The file of ``engine``'s SQLite database; None for PostgreSQL or an
     in-memory database (which another connection could not see)."""
     database = engine.url.database
-    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+    if engine.dialect.name != "sqlite" or _in_memory(database, engine.url.query):
         return None
-    return None if engine.url.query.get("mode") == "memory" else database
+    return database
+
+
+def _in_memory(database: str | None, query: Mapping[str, Any]) -> bool:
+    # SQLAlchemy gives such a database one shared connection, not a pool.
+    return not database or database == ":memory:" or query.get("mode") == "memory"
 
 
 def sqlite_inline_connection(engine: AsyncEngine) -> PlainConnection:
