@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -18,6 +19,7 @@ from yarl import URL
 
 from connectors.config import Timeouts
 from connectors.errors import BackendTimeout, BackendUnavailable
+from connectors.soap import _Transport
 from connectors.wire import Wire
 from tests.support.gateway import free_port, served
 
@@ -30,14 +32,16 @@ class Agency:
 
     def __init__(self) -> None:
         self.cookies: list[str | None] = []
+        self.calls: list[tuple[str, str, bytes]] = []  # method, query, body
         self.redirected = 0
         self.app = Starlette(routes=[
-            Route("/session", self.session), Route("/moved", self.moved),
+            Route("/session", self.session, methods=["GET", "POST"]), Route("/moved", self.moved),
             Route("/elsewhere", self.elsewhere), Route("/slow", self.slow),
         ])  # fmt: skip
 
     async def session(self, request: Request) -> Response:
         self.cookies.append(request.headers.get("cookie"))
+        self.calls.append((request.method, request.url.query, await request.body()))
         response = JSONResponse({"data": {}})
         response.set_cookie("session", "citizen-a")
         return response
@@ -101,3 +105,23 @@ async def test_nothing_listening_is_unavailable_and_quotes_no_url(wire: Wire) ->
         await wire.send("GET", url)
     assert isinstance(caught.value.__cause__, aiohttp.ClientConnectorError)
     assert REGISTER not in str(caught.value) and "127.0.0.1" not in str(caught.value)
+
+
+async def test_soap_http_binding_calls_go_through_the_wire_too(
+    agency: tuple[Agency, str], wire: Wire
+) -> None:
+    # zeep's HTTP GET and POST bindings would otherwise use its own httpx
+    # client, with a cookie jar shared by every citizen.
+    backend, base = agency
+    address = base.replace("127.0.0.1", "localhost") + "/session"
+    with httpx.Client() as wsdl_client:
+        transport = _Transport(wire, wsdl_client)
+        for _ in range(2):
+            got = await transport.get(address, {"parcel": "18-001"}, {})
+            posted = await transport.post(address, b"<parcel>18-001</parcel>", {})
+            assert (got.status_code, posted.status_code) == (200, 200)
+    assert backend.cookies == [None] * 4
+    assert backend.calls[:2] == [
+        ("GET", "parcel=18-001", b""),
+        ("POST", "", b"<parcel>18-001</parcel>"),
+    ]
