@@ -35,6 +35,7 @@ from schema import errors, operations, paging
 from schema.access_log import AccessLogQuery, record_application_list, record_application_reads
 from schema.apps import AppsMutation, AppsQuery
 from schema.catalog_view import CatalogView
+from schema.execution_context import AcyclicExecutionContext
 from schema.extension_hooks import HookPlans, PreparedExtensionsRunner
 from schema.generated import service_fields
 from schema.limits.time_budget import bound_root_fields
@@ -325,4 +326,5 @@ def build_schema(
         subscription=Subscription,
         extensions=extensions,
         config=config,
+        execution_context_class=AcyclicExecutionContext,
     )
