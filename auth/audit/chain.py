@@ -200,11 +200,11 @@ async def commit_alone(
         rows = _linked(accesses, at, *seen)
         async with engine.connect() as connection:
             await connection.execution_options(isolation_level="AUTOCOMMIT")
-            if await connection.run_sync(_swap, seen, rows):
-                _remember(engine.url, rows)
-                return
-        # Stale: the swap changed nothing; take the head instead of guessing again.
-        _heads.pop(_database(engine.url), None)
+            swapped = await connection.run_sync(_swap, seen, rows)
+        # Stale when the swap changed nothing: take the head instead of guessing again.
+        settle_swap(engine.url, rows, swapped)
+        if swapped:
+            return
     async with write_transaction(sessions) as connection:
         await append_on(connection, accesses, at)
 
@@ -214,19 +214,46 @@ def _swap(
 ) -> bool:
     """Move the head from ``seen`` past ``rows`` and insert them, or do
     nothing at all when the head is no longer ``seen``."""
-    moved = {"length": rows[-1].seq, "last": rows[-1].hash, "seen": seen[0], "seen_hash": seen[1]}
     if connection.dialect.name == "postgresql":
-        # The rows as one JSON document: one parameter whatever their number.
-        document = json.dumps(
-            [{name: getattr(row, name) for name in _RECORD} for row in rows], ensure_ascii=False
-        )
-        result = connection.execute(_SWAP_PG, {**moved, "rows": document, "at": rows[0].at})
+        result = connection.execute(SWAP_PG, swap_pg_parameters(seen, rows))
         return result.rowcount == len(rows)
     # SQLite has no data-modifying WITH: the swap, then the rows if it moved.
-    if connection.execute(_SWAP_HEAD, moved).rowcount != 1:
+    if connection.execute(_SWAP_HEAD, _moved(seen, rows)).rowcount != 1:
         return False
     connection.execute(_INSERT_EVENTS, [_values(row) for row in rows])
     return True
+
+
+def _moved(seen: tuple[int, str], rows: Sequence[_Row]) -> dict[str, Any]:
+    return {"length": rows[-1].seq, "last": rows[-1].hash, "seen": seen[0], "seen_hash": seen[1]}
+
+
+def swap_pg_parameters(seen: tuple[int, str], rows: Sequence[_Row]) -> dict[str, Any]:
+    """``SWAP_PG``'s parameters: the rows as one JSON document, one
+    parameter whatever their number."""
+    document = json.dumps(
+        [{name: getattr(row, name) for name in _RECORD} for row in rows], ensure_ascii=False
+    )
+    return {**_moved(seen, rows), "rows": document, "at": rows[0].at}
+
+
+def known_head(url: URL) -> tuple[int, str] | None:
+    """The head this process last wrote to ``url``'s database, if any: a guess."""
+    return _heads.get(_database(url))
+
+
+def linked_after(seen: tuple[int, str], accesses: Sequence[Access], at: dt.datetime) -> list[_Row]:
+    """``accesses`` as rows that follow the head ``seen``."""
+    return _linked(accesses, at, *seen)
+
+
+def settle_swap(url: URL, rows: Sequence[_Row], swapped: bool) -> None:
+    """After a swap of ``rows`` on ``url``'s database: remember the head it
+    wrote, or forget a guess that proved stale."""
+    if swapped:
+        _remember(url, rows)
+    else:
+        _heads.pop(_database(url), None)
 
 
 def _values(row: _Row) -> dict[str, Any]:
@@ -259,7 +286,7 @@ _RECORD = {
     "agency": "VARCHAR", "service_code": "VARCHAR", "fields": "JSON", "purpose": "VARCHAR",
     "request_id": "VARCHAR", "prev_hash": "VARCHAR", "hash": "VARCHAR",
 }  # fmt: skip
-_SWAP_PG = text(
+SWAP_PG = text(
     f"""
     WITH moved AS (
         UPDATE access_chain_head SET length = :length, last_hash = :last
