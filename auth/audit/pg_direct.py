@@ -6,7 +6,7 @@ statement in autocommit (``chain.SWAP_PG``), yet through the engine it cost
 ~400 µs of CPU at 600 rows/s, more than three times the statement's own
 round trip: pool checkout and checkin with their events, the execution
 options, the greenlet hop, SQLAlchemy's execution context and result. The
-same statement prepared once on asyncpg's own connection: ~195 µs
+same statement prepared once on asyncpg's own connection: ~244 µs
 (docs/performance.md). The gateway's core is the one the event loop runs
 on, so that CPU is every request's latency at half peak.
 
@@ -57,11 +57,11 @@ class PostgresDirectWriter:
         seen = chain.known_head(self._engine.url)
         if seen is None:
             return False
-        statement = await self._prepared()
         rows = chain.linked_after(seen, accesses, at)
         parameters = chain.swap_pg_parameters(seen, rows)
-        self._broken = True  # until the statement is known to have finished
         try:
+            statement = await self._prepared()
+            self._broken = True  # until the statement is known to have finished
             await statement.fetch(*(parameters[name] for name in self._names))
         except (*_DRIVER_ERRORS, *_LOST) as error:
             raise _as_sqlalchemy(error) from error
@@ -76,8 +76,9 @@ class PostgresDirectWriter:
         idle = time.monotonic() - self._used > PING_AFTER_IDLE
         if self._borrowed is not None and (self._broken or idle):
             await self._give_back(discard=True)
-        if self._borrowed is None or self._statement is None:
+        if self._borrowed is None:
             self._borrowed = await self._engine.connect()
+            self._broken = True  # until prepared: a failure leaves it to be thrown away
             driver = (await self._borrowed.get_raw_connection()).driver_connection
             assert driver is not None
             compiled = chain.SWAP_PG.compile(dialect=self._engine.dialect)
