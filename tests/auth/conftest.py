@@ -12,6 +12,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from auth.audit.model import Access, ActorKind, Purpose
 from auth.principal import Principal, PrincipalKind
 from gateway.app import create_app
 from gateway.catalog.loader import load_catalog
@@ -29,6 +30,15 @@ FORM_QUERY = """query($code: ID!) { service(code: $code) { form { fields {
   name type required pattern min max maxLength options { value } } } } }"""
 SUBMIT = """mutation($code: ID!, $form: JSON!) {
   submitApplication(serviceCode: $code, form: $form) { application { id status } } }"""
+
+
+def lookup_access(n: int) -> Access:
+    """The data-access row of a citizen's n-th lookup through an app."""
+    return Access(
+        citizen=CITIZENS[1], actor_kind=ActorKind.CITIZEN, actor=f"app-{n}", agency="URB",
+        service_code="URB-001", fields=("registerNumber",), purpose=Purpose.LOOKUP,
+        request_id=f"req-{n}",
+    )  # fmt: skip
 
 
 def workflow_catalog(tmp_path: Path) -> Path:

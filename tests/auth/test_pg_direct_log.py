@@ -15,13 +15,12 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth.audit import pg_direct
-from auth.audit.model import Access, ActorKind, Purpose
 from auth.audit.record import AccessLog, record
 from auth.audit.verify import verify
 from gateway.db.engine import create_engine, session_factory
 from gateway.db.migrate import upgrade_async
-from legacy.samples import CITIZENS
 from schema.store_errors import is_store_unavailable
+from tests.auth.conftest import lookup_access
 from tests.conftest import PG_ADMIN, _drop_postgres, _postgres_database
 
 pytestmark = pytest.mark.postgres
@@ -44,14 +43,6 @@ async def sessions(database: tuple[str, str]) -> AsyncIterator[async_sessionmake
     await engine.dispose()
 
 
-def access(n: int) -> Access:
-    return Access(
-        citizen=CITIZENS[2], actor_kind=ActorKind.CITIZEN, actor=f"app-{n}", agency="URB",
-        service_code="URB-001", fields=("registerNumber",), purpose=Purpose.LOOKUP,
-        request_id=f"req-{n}",
-    )  # fmt: skip
-
-
 async def drop_connections(database: str) -> int:
     """What a server restart does to every connection of ``database``."""
     admin = await asyncpg.connect(PG_ADMIN, timeout=5)
@@ -72,12 +63,12 @@ async def test_rows_after_the_first_take_the_direct_path_and_chain_with_others(
 ) -> None:
     log = AccessLog(sessions)
     try:
-        await log.record(access(0))  # no head known yet: the engine's path
-        await log.record(access(1))
+        await log.record(lookup_access(0))  # no head known yet: the engine's path
+        await log.record(lookup_access(1))
         assert log._direct is not None and log._direct._borrowed is not None
-        await record(sessions, access(2))  # another writer moves the head
-        await log.record(access(3))  # stale guess: nothing written, then the engine's path
-        await log.record(access(4), access(5))
+        await record(sessions, lookup_access(2))  # another writer moves the head
+        await log.record(lookup_access(3))  # stale guess: nothing written, then the engine's path
+        await log.record(lookup_access(4), lookup_access(5))
     finally:
         await log.aclose()
     verdict = await verify(sessions)
@@ -90,13 +81,13 @@ async def test_a_dropped_connection_fails_one_commit_as_unavailable_and_not_the_
 ) -> None:
     log = AccessLog(sessions)
     try:
-        await log.record(access(0))
-        await log.record(access(1))
+        await log.record(lookup_access(0))
+        await log.record(lookup_access(1))
         assert await drop_connections(database[0]) >= 1
         with pytest.raises(sa_exc.DBAPIError) as failed:
-            await log.record(access(2))
+            await log.record(lookup_access(2))
         assert is_store_unavailable(GraphQLError("x", original_error=failed.value))
-        await log.record(access(3))
+        await log.record(lookup_access(3))
     finally:
         await log.aclose()
     verdict = await verify(sessions)
@@ -112,10 +103,10 @@ async def test_an_idle_connection_is_replaced_before_use(
     monkeypatch.setattr(pg_direct, "PING_AFTER_IDLE", 0.0)  # every commit comes after idling
     log = AccessLog(sessions)
     try:
-        await log.record(access(0))
-        await log.record(access(1))
+        await log.record(lookup_access(0))
+        await log.record(lookup_access(1))
         assert await drop_connections(database[0]) >= 1
-        await log.record(access(2))  # the server restarted meanwhile: nobody notices
+        await log.record(lookup_access(2))  # the server restarted meanwhile: nobody notices
     finally:
         await log.aclose()
     verdict = await verify(sessions)

@@ -13,12 +13,11 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth.audit import sqlite_inline
-from auth.audit.model import Access, ActorKind, Purpose
 from auth.audit.record import AccessLog
 from auth.audit.verify import verify
 from gateway.db.engine import create_engine, session_factory
 from gateway.db.migrate import upgrade_async
-from legacy.samples import CITIZENS
+from tests.auth.conftest import lookup_access
 
 
 @pytest.fixture
@@ -35,14 +34,6 @@ async def sessions(database: Path) -> AsyncIterator[async_sessionmaker[AsyncSess
     await engine.dispose()
 
 
-def access(n: int) -> Access:
-    return Access(
-        citizen=CITIZENS[1], actor_kind=ActorKind.CITIZEN, actor=f"app-{n}", agency="URB",
-        service_code="URB-001", fields=("registerNumber",), purpose=Purpose.LOOKUP,
-        request_id=f"req-{n}",
-    )  # fmt: skip
-
-
 def size(path: Path) -> int:
     return path.stat().st_size
 
@@ -51,11 +42,11 @@ async def test_a_database_locked_elsewhere_is_waited_for_off_the_loop(
     sessions: async_sessionmaker[AsyncSession], database: Path
 ) -> None:
     log = AccessLog(sessions)
-    await log.record(access(0))
+    await log.record(lookup_access(0))
     other = sqlite3.connect(database, isolation_level=None)  # another process, say
     other.execute("BEGIN IMMEDIATE")
     try:
-        pending = asyncio.create_task(log.record(access(1)))
+        pending = asyncio.create_task(log.record(lookup_access(1)))
         # The loop keeps running while the row waits for the lock...
         ticks = 0
         for _ in range(20):
@@ -78,7 +69,7 @@ async def test_the_wal_is_copied_into_the_database(
     log = AccessLog(sessions)
     before = size(database)
     for n in range(20):
-        await log.record(access(n))
+        await log.record(lookup_access(n))
     # In WAL mode the database file itself changes only when a checkpoint
     # copies pages into it (the 20th commit starts one, off the loop).
     for _ in range(200):
