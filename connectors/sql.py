@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import MetaData, Select, Table, bindparam, insert, inspect, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql.schema import Column
 
 from connectors.base import Action, BackendRequest, BackendResponse, Connector
@@ -37,10 +37,12 @@ from connectors.errors import (
     MappingError,
     ProtocolError,
 )
+from connectors.sqlite_reads import SqliteReads, SqliteStatement
 from gateway.catalog.model import Agency, Service
 from gateway.db.failures import classify, error_code
 
 _DEFAULT_TIMEOUTS = Timeouts()
+_POOL_SIZE = 10
 RESERVED_COLUMNS = ("ID", "IDEM_KEY", "REF_NO", "STS_CD", "STS_NOTE", "CRT_DT", "UPD_DT")
 STATUSES = frozenset({"DELIVERED", "IN_REVIEW", "NEEDS_INFO", "APPROVED", "REJECTED", "ISSUED"})
 
@@ -91,7 +93,7 @@ def _engine_options(url: str, timeouts: Timeouts) -> dict[str, Any]:
         # A fixed pool: a burst waits for a connection rather than opening one
         # it closes after (the churn cost CPU and fragmented memory; see
         # gateway/db/engine.py).
-        "pool_size": 10,
+        "pool_size": _POOL_SIZE,
         "max_overflow": 0,
         "pool_timeout": timeouts.connect,
         "pool_recycle": 1800,
@@ -127,6 +129,8 @@ class _LookupQuery:
     names: list[str]
     """Back-end field names, in the order of ``columns`` and of the row."""
     columns: list[Column[Any]]
+    compiled: SqliteStatement | None
+    """For ``SqliteReads``, on SQLite."""
 
     @staticmethod
     def parameters(bound: Mapping[Column[Any], Any]) -> dict[str, Any]:
@@ -173,9 +177,17 @@ class SqlConnector(Connector):
         self._lookups: dict[tuple[str, str, tuple[tuple[str, bool], ...]], _LookupQuery] = {}
         self._reflecting = asyncio.Lock()
         self._closed = False
+        # Half the pool at most, so filings always find a connection.
+        self._reads = (
+            SqliteReads(self._engine, keep=_POOL_SIZE // 2)
+            if self._engine.dialect.name == "sqlite"
+            else None
+        )
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._reads is not None:
+            await self._reads.aclose()  # before the pool goes: they are its connections
         await self._engine.dispose()
 
     # -- the one error boundary ------------------------------------------------------
@@ -251,12 +263,17 @@ class SqlConnector(Connector):
                 return await self._status(service, request)
 
     async def _lookup(self, service: Service, request: BackendRequest) -> BackendResponse:
-        async with self._engine.connect() as conn:
-            table = await self._table(conn, service, request.operation)
-            bound = self._bound(table, service, request.payload)
-            query = self._lookup_query(table, service, bound)
-            # Two rows for one key means the register is corrupt, not that either is right.
-            rows = (await conn.execute(query.statement, query.parameters(bound))).all()
+        table = await self._table(service, request.operation)
+        bound = self._bound(table, service, request.payload)
+        query = self._lookup_query(table, service, bound)
+        parameters = query.parameters(bound)
+        rows: Sequence[Sequence[Any]]
+        if self._reads is not None and query.compiled is not None:
+            rows = await self._reads.fetch(query.compiled, parameters)
+        else:
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(query.statement, parameters)).all()
+        # Two rows for one key means the register is corrupt, not that either is right.
         if not rows:
             return BackendResponse(status="NOT_FOUND")
         if len(rows) > 1:
@@ -286,11 +303,15 @@ class SqlConnector(Connector):
         names = list(dict.fromkeys(service.binding.response.values()))
         result_of = {column: field for field, column in service.binding.response.items()}
         columns = [self._column(table, service, result_of[name], name) for name in names]
+        statement = select(*columns).where(*criteria).limit(2)
         query = _LookupQuery(
             table=table,
-            statement=select(*columns).where(*criteria).limit(2),
+            statement=statement,
             names=names,
             columns=columns,
+            compiled=(
+                SqliteStatement.compile(statement, self._engine.dialect) if self._reads else None
+            ),
         )
         self._lookups[key] = query
         return query
@@ -301,8 +322,7 @@ class SqlConnector(Connector):
             raise MappingError(
                 self._agency.code, service.code, "idempotency_key", "a SUBMIT needs one"
             )
-        async with self._engine.connect() as conn:
-            table = await self._table(conn, service, request.operation)
+        table = await self._table(service, request.operation)
         r = self._reserved(table, service)
         now = _utcnow()
         values: dict[Column[Any], Any] = dict(self._bound(table, service, request.payload))
@@ -361,9 +381,9 @@ class SqlConnector(Connector):
     async def _status(self, service: Service, request: BackendRequest) -> BackendResponse:
         if not request.reference:
             raise BackendRejected(self._agency.code, f"{service.code}: STATUS needs a reference")
+        table = await self._table(service, request.operation)
+        r = self._reserved(table, service)
         async with self._engine.connect() as conn:
-            table = await self._table(conn, service, request.operation)
-            r = self._reserved(table, service)
             row = (
                 await conn.execute(
                     select(r["STS_CD"], r["STS_NOTE"]).where(r["REF_NO"] == request.reference)
@@ -393,7 +413,7 @@ class SqlConnector(Connector):
 
     # -- schema ------------------------------------------------------------------------
 
-    async def _table(self, conn: AsyncConnection, service: Service, operation: str) -> Table:
+    async def _table(self, service: Service, operation: str) -> Table:
         cache_key = operation.casefold()
         table = self._tables.get(cache_key)
         if table is not None:
@@ -401,7 +421,8 @@ class SqlConnector(Connector):
         async with self._reflecting:
             table = self._tables.get(cache_key)
             if table is None:
-                table = await conn.run_sync(self._reflect, operation)
+                async with self._engine.connect() as conn:
+                    table = await conn.run_sync(self._reflect, operation)
                 if table is None:
                     raise MappingError(
                         self._agency.code,

@@ -310,6 +310,21 @@ async def test_lookup_round_trip(env: Env) -> None:
     assert len({a.data["DSTR_NM"] + str(a.data["VALID_DT"]) for a in answers}) > 1
 
 
+async def test_busy_lookups_leave_filings_a_connection(env: Env) -> None:
+    # SQLite keeps some lookup connections out of the pool (connectors/sqlite_reads.py);
+    # a burst of lookups must not leave a filing waiting for the pool's timeout.
+    svc = service(env.agency, ServiceKind.LOOKUP)
+    connector = env.connect(timeouts=Timeouts(connect=0.5, read=2.0, total=10.0))
+    answers = await asyncio.gather(
+        *(connector.send(lookup(env.agency, payload_for(svc, CITIZENS[i % 3]))) for i in range(40))
+    )
+    assert all(answer.data for answer in answers)
+    filed = await asyncio.gather(
+        *(connector.send(submit(env.agency, f"k-{uuid.uuid4()}")) for _ in range(8))
+    )
+    assert {answer.status for answer in filed} == {"DELIVERED"}
+
+
 async def test_lookup_not_found(env: Env) -> None:
     svc = service(env.agency, ServiceKind.LOOKUP)
     payload = payload_for(svc, CITIZENS[0]) | {"REG_NO": "АА00000000"}
