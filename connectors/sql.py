@@ -43,6 +43,7 @@ from gateway.db.failures import classify, error_code
 
 _DEFAULT_TIMEOUTS = Timeouts()
 _POOL_SIZE = 10
+_POOL_RECYCLE = 1800.0  # seconds a connection is used before it is replaced
 RESERVED_COLUMNS = ("ID", "IDEM_KEY", "REF_NO", "STS_CD", "STS_NOTE", "CRT_DT", "UPD_DT")
 STATUSES = frozenset({"DELIVERED", "IN_REVIEW", "NEEDS_INFO", "APPROVED", "REJECTED", "ISSUED"})
 
@@ -96,7 +97,7 @@ def _engine_options(url: str, timeouts: Timeouts) -> dict[str, Any]:
         "pool_size": _POOL_SIZE,
         "max_overflow": 0,
         "pool_timeout": timeouts.connect,
-        "pool_recycle": 1800,
+        "pool_recycle": _POOL_RECYCLE,
         # A server may have dropped a pooled connection; a file cannot, and the
         # ping would cost each call an extra round trip through aiosqlite's thread.
         "pool_pre_ping": backend != "sqlite",
@@ -179,7 +180,7 @@ class SqlConnector(Connector):
         self._closed = False
         # Half the pool at most, so filings always find a connection.
         self._reads = (
-            SqliteReads(self._engine, keep=_POOL_SIZE // 2)
+            SqliteReads(self._engine, keep=_POOL_SIZE // 2, recycle=_POOL_RECYCLE)
             if self._engine.dialect.name == "sqlite"
             else None
         )

@@ -16,14 +16,17 @@ would apply them (dates as ISO text, ``Numeric`` as ``Decimal``).
 At most ``keep`` connections are kept; a lookup that finds none idle borrows
 one from the pool for the call, so the pool, shared with filings, is never
 held to its last connection. A connection whose call failed or was cut off
-goes back to the pool. sqlite3's errors leave as SQLAlchemy's, as the engine
-would raise them, so the connector's error boundary reads them the same way.
+goes back to the pool, and so does one kept longer than the pool's
+``recycle`` time, which the pool would have replaced by then. sqlite3's
+errors leave as SQLAlchemy's, as the engine would raise them, so the
+connector's error boundary reads them the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -84,12 +87,14 @@ class SqliteStatement:
 class _Borrowed:
     connection: AsyncConnection
     driver: Any  # aiosqlite.Connection (its execute_fetchall is not typed for us)
+    since: float
 
 
 class SqliteReads:
-    def __init__(self, engine: AsyncEngine, keep: int) -> None:
+    def __init__(self, engine: AsyncEngine, keep: int, recycle: float) -> None:
         self._engine = engine
         self._keep = keep
+        self._recycle = recycle
         self._idle: list[_Borrowed] = []
         self._kept = 0
         self._closed = False
@@ -114,7 +119,10 @@ class SqliteReads:
                     dialect=self._engine.dialect,
                 ) from exc  # fmt: skip
             raise
-        if kept and not self._closed:
+        if kept and (self._closed or time.monotonic() - borrowed.since > self._recycle):
+            self._kept -= 1
+            kept = False
+        if kept:
             self._idle.append(borrowed)
         else:
             await borrowed.connection.close()
@@ -127,7 +135,7 @@ class SqliteReads:
         except BaseException:
             await connection.close()
             raise
-        return _Borrowed(connection, raw.driver_connection)
+        return _Borrowed(connection, raw.driver_connection, time.monotonic())
 
     async def aclose(self) -> None:
         self._closed = True

@@ -57,7 +57,7 @@ def _checked_out(engine: AsyncEngine) -> int:
 
 
 async def test_rows_as_the_engine_reads_them(engine: AsyncEngine) -> None:
-    reads = SqliteReads(engine, keep=1)
+    reads = SqliteReads(engine, keep=1, recycle=3600)
     values = {"p0": A, "p1": dt.date(2020, 1, 1)}
     try:
         rows = await reads.fetch(SqliteStatement.compile(BY_OWNER, engine.dialect), values)
@@ -69,7 +69,7 @@ async def test_rows_as_the_engine_reads_them(engine: AsyncEngine) -> None:
 
 
 async def test_keeps_at_most_its_share_and_gives_all_back(engine: AsyncEngine) -> None:
-    reads = SqliteReads(engine, keep=2)
+    reads = SqliteReads(engine, keep=2, recycle=3600)
     statement = SqliteStatement.compile(BY_OWNER, engine.dialect)
     values = {"p0": B, "p1": dt.date(2000, 1, 1)}
     answers = await asyncio.gather(*(reads.fetch(statement, values) for _ in range(20)))
@@ -84,7 +84,7 @@ async def test_keeps_at_most_its_share_and_gives_all_back(engine: AsyncEngine) -
 async def test_a_failed_read_is_sqlalchemys_error_and_frees_its_connection(
     engine: AsyncEngine,
 ) -> None:
-    reads = SqliteReads(engine, keep=1)
+    reads = SqliteReads(engine, keep=1, recycle=3600)
     good = SqliteStatement.compile(BY_OWNER, engine.dialect)
     values = {"p0": A, "p1": dt.date(2000, 1, 1)}
     assert len(await reads.fetch(good, values)) == 2
@@ -98,4 +98,20 @@ async def test_a_failed_read_is_sqlalchemys_error_and_frees_its_connection(
     async with engine.begin() as conn:
         await conn.exec_driver_sql('ALTER TABLE "PARCELS_OLD" RENAME TO "PARCELS"')
     assert len(await reads.fetch(good, values)) == 2
+    await reads.aclose()
+
+
+async def test_a_connection_kept_past_its_recycle_time_goes_back_to_the_pool(
+    engine: AsyncEngine,
+) -> None:
+    reads = SqliteReads(engine, keep=1, recycle=0.05)
+    statement = SqliteStatement.compile(BY_OWNER, engine.dialect)
+    values = {"p0": B, "p1": dt.date(2000, 1, 1)}
+    assert len(await reads.fetch(statement, values)) == 1
+    assert _checked_out(engine) == 1
+    await asyncio.sleep(0.1)
+    assert len(await reads.fetch(statement, values)) == 1  # served, then given back
+    assert _checked_out(engine) == 0
+    assert len(await reads.fetch(statement, values)) == 1  # and a fresh one kept
+    assert _checked_out(engine) == 1
     await reads.aclose()
