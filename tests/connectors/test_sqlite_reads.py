@@ -34,6 +34,8 @@ BY_OWNER = (
     .limit(5)
 )
 A, B = "АА00000001", "ББ00000002"  # made-up register numbers
+ALL_OF_A = {"p0": A, "p1": dt.date(2000, 1, 1)}
+ALL_OF_B = {"p0": B, "p1": dt.date(2000, 1, 1)}
 
 
 @pytest.fixture
@@ -52,15 +54,22 @@ async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
+@pytest.fixture
+def statement(engine: AsyncEngine) -> SqliteStatement:
+    return SqliteStatement.compile(BY_OWNER, engine.dialect)
+
+
 def _checked_out(engine: AsyncEngine) -> int:
     return int(engine.sync_engine.pool.checkedout())  # type: ignore[attr-defined]
 
 
-async def test_rows_as_the_engine_reads_them(engine: AsyncEngine) -> None:
+async def test_rows_as_the_engine_reads_them(
+    engine: AsyncEngine, statement: SqliteStatement
+) -> None:
     reads = SqliteReads(engine, keep=1, recycle=3600)
     values = {"p0": A, "p1": dt.date(2020, 1, 1)}
     try:
-        rows = await reads.fetch(SqliteStatement.compile(BY_OWNER, engine.dialect), values)
+        rows = await reads.fetch(statement, values)
     finally:
         await reads.aclose()
     async with engine.connect() as conn:
@@ -68,11 +77,11 @@ async def test_rows_as_the_engine_reads_them(engine: AsyncEngine) -> None:
     assert rows == expected == [(2, dt.date(2023, 1, 9), Decimal("80.00"))]
 
 
-async def test_keeps_at_most_its_share_and_gives_all_back(engine: AsyncEngine) -> None:
+async def test_keeps_at_most_its_share_and_gives_all_back(
+    engine: AsyncEngine, statement: SqliteStatement
+) -> None:
     reads = SqliteReads(engine, keep=2, recycle=3600)
-    statement = SqliteStatement.compile(BY_OWNER, engine.dialect)
-    values = {"p0": B, "p1": dt.date(2000, 1, 1)}
-    answers = await asyncio.gather(*(reads.fetch(statement, values) for _ in range(20)))
+    answers = await asyncio.gather(*(reads.fetch(statement, ALL_OF_B) for _ in range(20)))
     assert all(len(rows) == 1 for rows in answers)
     assert _checked_out(engine) == 2  # the rest went back to the pool
     async with engine.connect(), engine.connect():  # the others are free for filings
@@ -82,36 +91,32 @@ async def test_keeps_at_most_its_share_and_gives_all_back(engine: AsyncEngine) -
 
 
 async def test_a_failed_read_is_sqlalchemys_error_and_frees_its_connection(
-    engine: AsyncEngine,
+    engine: AsyncEngine, statement: SqliteStatement
 ) -> None:
     reads = SqliteReads(engine, keep=1, recycle=3600)
-    good = SqliteStatement.compile(BY_OWNER, engine.dialect)
-    values = {"p0": A, "p1": dt.date(2000, 1, 1)}
-    assert len(await reads.fetch(good, values)) == 2
+    assert len(await reads.fetch(statement, ALL_OF_A)) == 2
     async with engine.begin() as conn:
         await conn.exec_driver_sql('ALTER TABLE "PARCELS" RENAME TO "PARCELS_OLD"')
     with pytest.raises(sa_exc.OperationalError) as caught:
-        await reads.fetch(good, values)
+        await reads.fetch(statement, ALL_OF_A)
     assert isinstance(caught.value.orig, sqlite3.OperationalError)
     assert A not in str(caught.value)  # parameters are hidden
     assert _checked_out(engine) == 0
     async with engine.begin() as conn:
         await conn.exec_driver_sql('ALTER TABLE "PARCELS_OLD" RENAME TO "PARCELS"')
-    assert len(await reads.fetch(good, values)) == 2
+    assert len(await reads.fetch(statement, ALL_OF_A)) == 2
     await reads.aclose()
 
 
 async def test_a_connection_kept_past_its_recycle_time_goes_back_to_the_pool(
-    engine: AsyncEngine,
+    engine: AsyncEngine, statement: SqliteStatement
 ) -> None:
     reads = SqliteReads(engine, keep=1, recycle=0.05)
-    statement = SqliteStatement.compile(BY_OWNER, engine.dialect)
-    values = {"p0": B, "p1": dt.date(2000, 1, 1)}
-    assert len(await reads.fetch(statement, values)) == 1
+    assert len(await reads.fetch(statement, ALL_OF_B)) == 1
     assert _checked_out(engine) == 1
     await asyncio.sleep(0.1)
-    assert len(await reads.fetch(statement, values)) == 1  # served, then given back
+    assert len(await reads.fetch(statement, ALL_OF_B)) == 1  # served, then given back
     assert _checked_out(engine) == 0
-    assert len(await reads.fetch(statement, values)) == 1  # and a fresh one kept
+    assert len(await reads.fetch(statement, ALL_OF_B)) == 1  # and a fresh one kept
     assert _checked_out(engine) == 1
     await reads.aclose()
