@@ -274,9 +274,9 @@ class SqlConnector(Connector):
         else:
             async with self._engine.connect() as conn:
                 rows = (await conn.execute(query.statement, parameters)).all()
-        # Two rows for one key means the register is corrupt, not that either is right.
         if not rows:
             return BackendResponse(status="NOT_FOUND")
+        # Two rows for one key means the register is corrupt, not that either is right.
         if len(rows) > 1:
             raise ProtocolError(
                 self._agency.code, f"{service.code}: the register holds several records for one key"
