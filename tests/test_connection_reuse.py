@@ -24,7 +24,7 @@ from gateway.catalog.model import ServiceKind
 from gateway.db.engine import create_engine
 from legacy.samples import CITIZENS
 from legacy.sql import SqlSimulator
-from tests.connectors.test_sql import FAST, lookup, make_agency, payload_for, service
+from tests.support.sql_agency import FAST, lookup, make_agency, payload_for, service
 
 BURST = 40  # more than any pool holds
 
