@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from gateway.catalog.loader import CatalogError, load_catalog
+from gateway.heap import settle_heap
 from gateway.settings import ROOT
 from legacy.base import Simulator
 from legacy.control import Faults
@@ -81,6 +82,11 @@ async def serve(
         follower = (
             asyncio.create_task(_follow_faults(faults_file, started)) if faults_file else None
         )
+        # As the gateway's server does: under the bench's load the collector
+        # walked everything start-up built (spyne, lxml, 13 agencies) about
+        # once a second, pausing every agency 45-68 ms each time, which put
+        # ~100 ms into each back end's p99 (docs/performance.md).
+        settle_heap()
         print(f"legacy: {len(started)} agency simulators ready", flush=True)
         await stop.wait()
         if follower is not None:
