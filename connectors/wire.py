@@ -16,7 +16,9 @@ a running loop), with:
 - no cookie jar: a client shared by every citizen's calls must not keep
   cookies (one citizen's session cookie would travel with the next one's);
 - no redirects followed, no proxy from the environment;
-- the agency's fixed headers and time limits.
+- the agency's fixed headers and time limits;
+- for an agency that closes every connection, the next call's connection
+  opened ahead of it (``connectors/preconnect.py``).
 
 OpenTelemetry's aiohttp instrumentation, when tracing is on, adds its trace
 config to every session opened after it is installed, which is before any
@@ -34,6 +36,7 @@ from yarl import URL
 
 from connectors.config import Timeouts
 from connectors.errors import BackendTimeout, BackendUnavailable
+from connectors.preconnect import PreconnectingConnector
 
 _USER_AGENT = "khaalga"
 
@@ -70,6 +73,7 @@ class Wire:
             headers=self._headers,
             timeout=self._timeout,
             cookie_jar=aiohttp.DummyCookieJar(),
+            connector=PreconnectingConnector(),
         )
         return self._session
 
