@@ -3,9 +3,10 @@ over ASGI (no sockets, no HTTP parser), so the profile is the gateway's own
 work: middleware, strawberry, graphql-core, serialisation, and for a LOOKUP
 the connector, the data-access log and the awaits on the back end.
 
-Two paths: the catalog query with the response cache off (the GraphQL
-pipeline itself; with the cache on there is almost nothing left to see) and
-the LOOKUP of one REST service, against the run's simulators."""
+Three paths: the catalog query with the response cache off (the GraphQL
+pipeline itself; with the cache on there is almost nothing left to see), the
+LOOKUP of one REST service and the fan-out to three agencies, against the
+run's simulators."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ from typing import Any
 
 from pyinstrument import Profiler
 
-from bench.scenarios import CATALOG_ROW, LOOKUP_ROW, Scenario
+from bench.scenarios import CATALOG_ROW, FAN_OUT_ROW, LOOKUP_ROW, Scenario
 
-LINES = 80  # of each profile's text tree
+LINES = 100  # of each profile's text tree
 
 
 async def _call(app: Any, body: bytes, headers: dict[str, str] | None = None) -> None:
@@ -80,7 +81,7 @@ async def _hot_paths(var_dir: Path, sim_base_port: int, plan: Sequence[Scenario]
     by_name = {s.name: s for s in plan}
     lines: list[str] = []
     async with app.router.lifespan_context(app):
-        for name, requests in ((CATALOG_ROW, 2000), (LOOKUP_ROW, 300)):
+        for name, requests in ((CATALOG_ROW, 2000), (LOOKUP_ROW, 300), (FAN_OUT_ROW, 300)):
             if name in by_name:
                 lines += await _profile(app, by_name[name], requests)
     return lines

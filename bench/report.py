@@ -80,8 +80,9 @@ def _table(results: list[Result]) -> list[str]:
     by_name = {r.name: r for r in results}
     rows = [
         "| scenario | req/s (closed) | × its baseline | p50 ms @ ½ peak | × | p99 ms @ ½ peak | × "
-        "| sent/s | server CPU % (sat.) | CPU ms/req | peak RSS MB | errors | baseline |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| sent/s | server CPU % (sat.) | CPU ms/req | CPU % @ ½ peak | peak RSS MB | errors "
+        "| baseline |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         base = by_name.get(r.baseline)
@@ -94,6 +95,7 @@ def _table(results: list[Result]) -> list[str]:
             f"| {r.opened.p50_ms:.1f} | {_ratio(r.opened.p50_ms, p50)} "
             f"| {r.opened.p99_ms:.1f} | {_ratio(r.opened.p99_ms, p99)} "
             f"| {r.opened.achieved:,.0f} | {r.closed_usage.cpu_percent:.0f} | {cpu_ms:.2f} "
+            f"| {r.open_usage.cpu_percent:.0f} "
             f"| {max(r.closed_usage.peak_rss_mb, r.open_usage.peak_rss_mb):.0f} "
             f"| {r.closed.errors + r.opened.errors} | {r.baseline} |"
         )
