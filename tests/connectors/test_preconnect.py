@@ -122,7 +122,7 @@ async def test_an_agency_that_closes_each_connection_finds_the_next_one_open(ser
     started = []
     try:
         for _ in range(6):
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)  # room for the spare to connect, well within its age
             started.append(time.monotonic())
             answer = await wire.send("POST", URL(url), content=b"<lookup/>")
             assert answer.status_code == 200
@@ -186,6 +186,7 @@ async def test_a_burst_leaves_at_most_a_few_spares(serve: Serve) -> None:
     async with aiohttp.ClientSession(connector=PreconnectingConnector()) as session:
         for _ in range(3):
             await asyncio.gather(*(_calls(session, url, 1, pause=0) for _ in range(10)))
-        await asyncio.sleep(0.05)
+        await agency.until(lambda: agency.open >= 1)
+        await asyncio.sleep(0.1)  # the rest of the replacements, were there more
         # Spares were kept, but not one per call of the burst.
         assert 1 <= agency.open < 10
