@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import re
+import socket
+import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -31,11 +33,18 @@ class Agency:
     HTTP/1.0 and closes, as the simulated SOAP agencies do."""
 
     def __init__(
-        self, *, keep_alive: bool, drop_idle_after: float | None = None, accept: int = 1000
+        self,
+        *,
+        keep_alive: bool,
+        drop_idle_after: float | None = None,
+        accept: int = 1000,
+        reset_request: int | None = None,
     ) -> None:
         self.keep_alive = keep_alive
         self.drop_idle_after = drop_idle_after
         self.accept = accept  # connections, then it stops listening
+        self.reset_request = reset_request  # the n-th request (from 1) gets a reset, no answer
+        self.requests = 0
         self.connections = 0
         self.open = 0
         self.carried_by: list[float] = []  # per request: its connection's accept time
@@ -68,6 +77,13 @@ class Agency:
                     return  # the client went away, or the agency drops an idle connection
                 length = _LENGTH.search(head)
                 await reader.readexactly(int(length.group(1)) if length else 0)
+                self.requests += 1
+                if self.requests == self.reset_request:
+                    # Lingering 0 s: closing sends a reset (RST), not an orderly close (FIN).
+                    sock = writer.get_extra_info("socket")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    writer.transport.abort()
+                    return
                 self.carried_by.append(accepted)
                 if self.keep_alive:
                     writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
@@ -184,6 +200,32 @@ async def test_a_spare_that_cannot_connect_changes_nothing(serve: Serve) -> None
         await asyncio.sleep(0.05)
         with pytest.raises(BackendUnavailable):
             await wire.send("POST", URL(url), content=b"<lookup/>")
+        gc.collect()
+        assert reported == []
+    finally:
+        loop.set_exception_handler(None)
+        await wire.aclose()
+
+
+async def test_a_connection_the_agency_resets_is_still_replaced(serve: Serve) -> None:
+    # The second call's connection is reset instead of answered: that call
+    # fails, and its replacement, which waits for that connection to end,
+    # still opens, so the third call finds its connection open.
+    agency, url = await serve(keep_alive=False, reset_request=2)
+    wire = Wire("TAX", TIMEOUTS)
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        await asyncio.sleep(0.01)
+        assert (await wire.send("POST", URL(url), content=b"<lookup/>")).status_code == 200
+        await asyncio.sleep(0.01)
+        with pytest.raises(BackendUnavailable):
+            await wire.send("POST", URL(url), content=b"<lookup/>")
+        await agency.until(lambda: agency.connections == 3)  # the replacement
+        began = time.monotonic()
+        assert (await wire.send("POST", URL(url), content=b"<lookup/>")).status_code == 200
+        assert agency.carried_by[-1] < began
         gc.collect()
         assert reported == []
     finally:
