@@ -16,12 +16,10 @@ library offers it for SQLAlchemy sessions.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
-log = logging.getLogger("khaalga.group_commit")
 # Writes and commits its items in one transaction; raises if that failed.
 Commit = Callable[[Sequence[T]], Awaitable[None]]
 
@@ -35,24 +33,13 @@ class GroupCommit(Generic[T]):
 
     async def __call__(self, item: T) -> None:
         """Return once ``item`` is committed; raise what its own write raised."""
-        await self.submit(item)
-
-    def submit(self, item: T) -> asyncio.Future[None]:
-        """Queue ``item``; the future is done once it is committed.
-
-        Each item has a future of its own, so a waiter that is cancelled
-        cancels only that future: the item is still written, and
-        ``_settle`` passes over it. Awaited directly rather than through
-        ``asyncio.shield`` or a task, each of which costs the waiter another
-        turn of the event loop, a wait behind every other request's work on
-        a busy server."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
         if self._flusher is None or self._flusher.done():
             # A task of its own, not the caller's: a client that disconnects
             # (cancelling its request) must not abort the others' commit.
             self._flusher = asyncio.create_task(self._flush())
-        return future
+        await asyncio.shield(future)
 
     async def _flush(self) -> None:
         while self._queue:
@@ -83,10 +70,6 @@ class GroupCommit(Generic[T]):
     def _settle(batch: Sequence[tuple[T, asyncio.Future[None]]], error: Exception | None) -> None:
         for _, future in batch:
             if future.done():  # the waiter was cancelled; the row is stored anyway
-                if error is not None:
-                    # Nobody is left to raise it to. The class only: a
-                    # driver's message can quote the row's values.
-                    log.error("a write whose waiter had gone failed: %s", type(error).__name__)
                 continue
             if error is None:
                 future.set_result(None)

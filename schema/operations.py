@@ -144,11 +144,11 @@ async def lookup(context: Context, service: Service, form: Mapping[str, Any]) ->
     # Every result field is named, as every one is in each answer.
     fields = [*clean, *(result.name for result in service.result)]
     accesses = _accesses(principal, service, clean, fields, Purpose.LOOKUP)
-    written: asyncio.Future[None] | None = None
+    written: asyncio.Task[None] | None = None
 
     def sending() -> None:
         nonlocal written
-        written = context.services.access_log.start(*accesses)
+        written = asyncio.ensure_future(context.services.access_log.record(*accesses))
         written.add_done_callback(_retrieved)  # when the caller stopped waiting for it
 
     registry = context.services.registry_for(principal)
@@ -164,16 +164,16 @@ async def lookup(context: Context, service: Service, form: Mapping[str, Any]) ->
     return values
 
 
-async def _logged(written: asyncio.Future[None] | None) -> None:
+async def _logged(written: asyncio.Task[None] | None) -> None:
     if written is not None:
         await written  # raises if the row could not be written
 
 
-def _retrieved(written: asyncio.Future[None]) -> None:
+def _retrieved(task: asyncio.Task[None]) -> None:
     # A lookup cut off (its time budget, say) no longer awaits its row,
     # which is still written; a failure to write it is the log's to report.
-    if not written.cancelled():
-        written.exception()
+    if not task.cancelled():
+        task.exception()
 
 
 async def submit(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -73,14 +72,7 @@ class AccessLog:
 
     async def record(self, *accesses: Access) -> None:
         if accesses:
-            await self.start(*accesses)
-
-    def start(self, *accesses: Access) -> asyncio.Future[None]:
-        """Begin writing ``accesses``; the future is done once they are
-        committed (``record`` without waiting, for a caller with other work
-        meanwhile). A future, not a task: one turn of the event loop less
-        on each side."""
-        return self._commit.submit(accesses)
+            await self._commit(accesses)
 
     async def aclose(self) -> None:
         await self._commit.aclose()

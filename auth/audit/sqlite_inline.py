@@ -34,7 +34,7 @@ import contextlib
 import datetime as dt
 import sqlite3
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -63,18 +63,17 @@ class SqliteInlineWriter:
             if self._connection is None:
                 self._connection = sqlite_inline_connection(self._async_engine)
             raw = self._connection.raw
-            committing: Future[object] | None = None
+            committing: asyncio.Future[object] | None = None
             try:
                 raw.execute("BEGIN")
                 try:
                     append_sync(self._connection, accesses, at)
-                    committing = self._thread.submit(raw.execute, "COMMIT")
-                    # Awaited directly, not shielded: a shield costs a turn
-                    # of the loop. Cancelled (only at shutdown), the commit
-                    # still finishes if the thread has begun it.
-                    await asyncio.wrap_future(committing)
+                    committing = asyncio.get_running_loop().run_in_executor(
+                        self._thread, raw.execute, "COMMIT"
+                    )
+                    # Not cut short: the connection is the thread's until it is done.
+                    await asyncio.shield(committing)
                 except BaseException:
-                    # The connection is the thread's until its COMMIT is done.
                     if raw.in_transaction and not _running(committing):
                         raw.execute("ROLLBACK")  # SQLite ends it itself after some errors
                     raise
@@ -102,5 +101,5 @@ class SqliteInlineWriter:
             self._connection.raw.close()
 
 
-def _running(future: Future[object] | None) -> bool:
+def _running(future: asyncio.Future[object] | None) -> bool:
     return future is not None and not future.done()

@@ -125,12 +125,10 @@ async def test_a_request_refused_before_sending_is_not_logged(rig: Rig) -> None:
 
 
 async def test_without_the_row_there_is_no_data(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(*_: object) -> asyncio.Future[None]:
-        failed = asyncio.get_running_loop().create_future()
-        failed.set_exception(OperationalError("INSERT", {}, ConnectionError("database is locked")))
-        return failed
+    async def broken(*_: object) -> None:
+        raise OperationalError("INSERT", {}, ConnectionError("database is locked"))
 
-    monkeypatch.setattr(rig.app.state.services.access_log, "start", broken)
+    monkeypatch.setattr(rig.app.state.services.access_log, "record", broken)
     rig.agency.go.set()
     body = await rig.lookup()
     assert body["data"] is None
