@@ -1,7 +1,8 @@
 """Connections opened ahead of need (connectors/preconnect.py): an agency
 that closes every connection finds the next call's connection already open,
-one that keeps connections alive gets no extra ones, and a spare is never
-trusted once the agency may have dropped it."""
+one that keeps connections alive gets no extra ones, a connection reset
+rather than closed is replaced all the same, and a spare is never trusted
+once the agency may have dropped it."""
 
 from __future__ import annotations
 
