@@ -122,6 +122,27 @@ async def serve() -> AsyncIterator[Serve]:
             agency.server.close()
 
 
+@pytest.fixture
+async def wire() -> AsyncIterator[Wire]:
+    wire = Wire("TAX", TIMEOUTS)
+    yield wire
+    await wire.aclose()
+
+
+@pytest.fixture
+async def unretrieved() -> AsyncIterator[list[dict[str, Any]]]:
+    """What the loop reports that no one retrieved, such as a failed task's error."""
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    yield reported
+    loop.set_exception_handler(None)
+
+
+async def _lookup(wire: Wire, url: str) -> int:
+    return (await wire.send("POST", URL(url), content=b"<lookup/>")).status_code
+
+
 async def _calls(session: aiohttp.ClientSession, url: str, count: int, pause: float) -> list[float]:
     """``count`` POSTs in a row; when each started."""
     started = []
@@ -134,18 +155,16 @@ async def _calls(session: aiohttp.ClientSession, url: str, count: int, pause: fl
     return started
 
 
-async def test_an_agency_that_closes_each_connection_finds_the_next_one_open(serve: Serve) -> None:
+async def test_an_agency_that_closes_each_connection_finds_the_next_one_open(
+    serve: Serve, wire: Wire
+) -> None:
     agency, url = await serve(keep_alive=False)
-    wire = Wire("TAX", TIMEOUTS)
     started = []
-    try:
-        for _ in range(6):
-            await asyncio.sleep(0.05)  # room for the spare to connect, well within its age
-            started.append(time.monotonic())
-            answer = await wire.send("POST", URL(url), content=b"<lookup/>")
-            assert answer.status_code == 200
-    finally:
-        await wire.aclose()
+    for _ in range(6):
+        await asyncio.sleep(0.05)  # room for the spare to connect, well within its age
+        started.append(time.monotonic())
+        assert await _lookup(wire, url) == 200
+    await wire.aclose()
     # The first two calls connect themselves; from the third on, each
     # request travels on a connection opened before its call began.
     assert [carried < began for carried, began in zip(agency.carried_by, started, strict=True)] == [
@@ -185,53 +204,41 @@ async def test_a_spare_unused_for_its_age_is_closed(serve: Serve) -> None:
         assert agency.carried_by[-1] > began  # which then connects anew
 
 
-async def test_a_spare_that_cannot_connect_changes_nothing(serve: Serve) -> None:
+async def test_a_spare_that_cannot_connect_changes_nothing(
+    serve: Serve, wire: Wire, unretrieved: list[dict[str, Any]]
+) -> None:
     # The agency stops listening after its second connection: the spare
     # meant for the third call fails to connect, and the third call meets
     # the refusal itself, as the error it always was.
     _, url = await serve(keep_alive=False, accept=2)
-    wire = Wire("TAX", TIMEOUTS)
-    loop = asyncio.get_running_loop()
-    reported: list[dict[str, Any]] = []  # errors no one retrieved, such as a failed task's
-    loop.set_exception_handler(lambda _loop, context: reported.append(context))
-    try:
-        for _ in range(2):
-            await asyncio.sleep(0.01)
-            assert (await wire.send("POST", URL(url), content=b"<lookup/>")).status_code == 200
-        await asyncio.sleep(0.05)
-        with pytest.raises(BackendUnavailable):
-            await wire.send("POST", URL(url), content=b"<lookup/>")
-        gc.collect()
-        assert reported == []
-    finally:
-        loop.set_exception_handler(None)
-        await wire.aclose()
+    for _ in range(2):
+        await asyncio.sleep(0.01)
+        assert await _lookup(wire, url) == 200
+    await asyncio.sleep(0.05)
+    with pytest.raises(BackendUnavailable):
+        await _lookup(wire, url)
+    gc.collect()
+    assert unretrieved == []
 
 
-async def test_a_connection_the_agency_resets_is_still_replaced(serve: Serve) -> None:
+async def test_a_connection_the_agency_resets_is_still_replaced(
+    serve: Serve, wire: Wire, unretrieved: list[dict[str, Any]]
+) -> None:
     # The second call's connection is reset instead of answered: that call
     # fails, and its replacement, which waits for that connection to end,
     # still opens, so the third call finds its connection open.
     agency, url = await serve(keep_alive=False, reset_request=2)
-    wire = Wire("TAX", TIMEOUTS)
-    loop = asyncio.get_running_loop()
-    reported: list[dict[str, Any]] = []
-    loop.set_exception_handler(lambda _loop, context: reported.append(context))
-    try:
-        await asyncio.sleep(0.01)
-        assert (await wire.send("POST", URL(url), content=b"<lookup/>")).status_code == 200
-        await asyncio.sleep(0.01)
-        with pytest.raises(BackendUnavailable):
-            await wire.send("POST", URL(url), content=b"<lookup/>")
-        await agency.until(lambda: agency.connections == 3)  # the replacement
-        began = time.monotonic()
-        assert (await wire.send("POST", URL(url), content=b"<lookup/>")).status_code == 200
-        assert agency.carried_by[-1] < began
-        gc.collect()
-        assert reported == []
-    finally:
-        loop.set_exception_handler(None)
-        await wire.aclose()
+    await asyncio.sleep(0.01)
+    assert await _lookup(wire, url) == 200
+    await asyncio.sleep(0.01)
+    with pytest.raises(BackendUnavailable):
+        await _lookup(wire, url)
+    await agency.until(lambda: agency.connections == 3)  # the replacement
+    began = time.monotonic()
+    assert await _lookup(wire, url) == 200
+    assert agency.carried_by[-1] < began
+    gc.collect()
+    assert unretrieved == []
 
 
 async def test_a_burst_leaves_at_most_a_few_spares(serve: Serve) -> None:
