@@ -11,12 +11,14 @@ generator waiting for it (coordinated omission).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import re
 import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -196,7 +198,29 @@ def open_loop(
     target: Target | Sequence[Target], rate: float, seconds: float, pool: int = 64
 ) -> OpenLoop:
     targets = [target] if isinstance(target, Target) else list(target)
-    return asyncio.run(_open_loop(targets, rate, seconds, pool))
+    with _collector_paused():
+        return asyncio.run(_open_loop(targets, rate, seconds, pool))
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The generator's own cyclic garbage collector is off while it sends.
+
+    A full collection walks every object the run holds (its tasks above all)
+    and stops the generator meanwhile: 42 ms at 1,000 req/s after 9.8 s of a
+    10 s run. Every request due during the pause was sent late and charged
+    the pause as latency, on whichever row the collection fell: tens of
+    requests, enough to decide a p99. Reference counting still frees what
+    each request leaves; the cycles left over are collected once the run is
+    over, before the next one starts."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+            gc.collect()
 
 
 def graphql_body(query: str, variables: dict[str, object] | None = None) -> bytes:
