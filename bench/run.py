@@ -69,6 +69,12 @@ def _env(var_dir: Path) -> dict[str, str]:
     }
 
 
+def _progress(message: str) -> None:
+    # UTC, as database servers log: a row's tail can be set beside their
+    # checkpoints and vacuums.
+    print(f"{time.strftime('%H:%M:%S', time.gmtime())} UTC {message}", file=sys.stderr, flush=True)
+
+
 def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -391,7 +397,7 @@ def _run_all(
                 if not _wanted(args, scenario.name):
                     continue
                 scenarios.check(http, scenario)
-                print(f"measuring {scenario.name}", file=sys.stderr, flush=True)
+                _progress(f"measuring {scenario.name}")
                 pids = [p.pid for p in processes]
                 results.append(_measure(scenario, pids, args.seconds, args.connections, rates))
     return results, plan
@@ -415,7 +421,7 @@ def _side_by_side(
     wanted = (scenarios.BASELINE_ROW, scenarios.CATALOG_ROW)
     if not all(name in by_name and _wanted(args, name) for name in wanted):
         return None
-    print("side by side: catalog and baseline in turn", file=sys.stderr, flush=True)
+    _progress("side by side: catalog and baseline in turn")
     pair = [Server("side-baseline", "baseline", {}, port=PORT + 20),
             Server("side-gateway", "gateway", {}, port=PORT + 21)]  # fmt: skip
     seconds = max(1.0, args.seconds / 3)
@@ -452,7 +458,7 @@ def _soak(
     # Half the mix's closed-loop throughput: each request takes 1/rps of a second.
     rate = 0.5 / (sum(1 / max(1.0, by_name[s.name].closed.rps) for s in mix) / len(mix))
     server = Server("soak", "gateway", {})
-    print(f"soak: {args.soak:.0f} s at {rate:.0f} req/s", file=sys.stderr, flush=True)
+    _progress(f"soak: {args.soak:.0f} s at {rate:.0f} req/s")
     with _servers(server, env, var_dir) as processes:
         targets = [t for s in mix for t in _targets(s, 1)]
         wrk_together(targets[:1], 2, args.connections, LOAD_CPU)
