@@ -15,14 +15,14 @@ from bench import loadgen
 from bench.loadgen import OpenLoop, Target, open_loop
 from bench.run import _wait_port
 from gateway.settings import ROOT
-from tests.support.gateway import free_port
+from tests.support.processes import free_port_block
 
 
 @pytest.fixture
 def bare_endpoint() -> Iterator[int]:
     """The harness's own baseline server, in a process of its own: its
     allocations are not this process's."""
-    port = free_port()
+    port = free_port_block(1)
     server = subprocess.Popen(
         [sys.executable, "-m", "bench.serve", "baseline", str(port)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

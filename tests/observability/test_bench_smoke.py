@@ -14,22 +14,26 @@ import pytest
 
 from gateway.settings import ROOT
 from tests.conftest import unavailable
-from tests.support.gateway import free_port
+from tests.support.processes import free_port_block
 
 pytestmark = pytest.mark.slow
+SERVER_PORTS = 22  # PORT, PORT + 1 (a second process), PORT + 20 and + 21 (side by side)
 
 
 def test_a_one_second_run_writes_a_report(tmp_path: Path) -> None:
     if shutil.which("wrk") is None:  # make installs it; fail under CI, skip on a laptop
         unavailable("wrk (Debian package)", FileNotFoundError("wrk"))
-    # Simulator ports are consecutive from the base; a free one plus 13 is
-    # very likely free too on a test machine.
-    env = {**os.environ, "BENCH_PORT": str(free_port()), "BENCH_SIM_BASE_PORT": str(free_port())}
-    subprocess.run(
+    # The servers take PORT .. PORT + 21 (bench/run.py), the simulators the 13
+    # ports after them: all below the ephemeral range, where no connection the
+    # earlier tests left in TIME_WAIT can hold one.
+    base = free_port_block(SERVER_PORTS + 13)
+    env = {**os.environ, "BENCH_PORT": str(base), "BENCH_SIM_BASE_PORT": str(base + SERVER_PORTS)}
+    run = subprocess.run(
         [sys.executable, "-m", "bench.run", "--seconds", "1", "--only",
          "baseline,gateway: catalog", "--soak", "0", "--no-profile", "--out", str(tmp_path)],
-        cwd=ROOT, env=env, check=True, capture_output=True, timeout=300,
+        cwd=ROOT, env=env, capture_output=True, timeout=300,
     )  # fmt: skip
+    assert run.returncode == 0, run.stderr.decode(errors="replace")[-4000:]
     report = (tmp_path / "report.md").read_text()
     assert "| baseline: Starlette JSON |" in report
     assert "| 0 | baseline" in report  # no errors
