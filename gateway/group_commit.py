@@ -16,10 +16,12 @@ library offers it for SQLAlchemy sessions.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger("khaalga.group_commit")
 # Writes and commits its items in one transaction; raises if that failed.
 Commit = Callable[[Sequence[T]], Awaitable[None]]
 
@@ -39,7 +41,13 @@ class GroupCommit(Generic[T]):
             # A task of its own, not the caller's: a client that disconnects
             # (cancelling its request) must not abort the others' commit.
             self._flusher = asyncio.create_task(self._flush())
-        await asyncio.shield(future)
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # The item is still written; should that fail, no one is left to
+            # raise it to (the shield would drop it silently), so it is logged.
+            future.add_done_callback(report_abandoned)
+            raise
 
     async def _flush(self) -> None:
         while self._queue:
@@ -80,3 +88,10 @@ class GroupCommit(Generic[T]):
         """Finish what is queued (at shutdown)."""
         if self._flusher is not None:
             await self._flusher
+
+
+def report_abandoned(future: asyncio.Future[None]) -> None:
+    """A done-callback for a write whose waiter has gone: log its failure."""
+    if not future.cancelled() and (error := future.exception()) is not None:
+        # The class only: a driver's message can quote the row's values.
+        log.error("a write whose waiter had gone failed: %s", type(error).__name__)

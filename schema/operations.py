@@ -26,6 +26,7 @@ from gateway.applications import Filed, IdempotencyConflict
 from gateway.catalog.model import FieldType, FormField, Service, ServiceKind, Text
 from gateway.catalog.validation import FormInvalid, validate_form
 from gateway.db import tables
+from gateway.group_commit import report_abandoned
 from schema import errors
 from schema.context import Context
 
@@ -160,6 +161,13 @@ async def lookup(context: Context, service: Service, form: Mapping[str, Any]) ->
     except ConnectorError as exc:
         await _logged(written)
         raise errors.from_connector(exc) from exc
+    except asyncio.CancelledError:
+        # Cut off (its time budget, say): the row is still written (not
+        # cancelled: the agency has the request), and should that fail, no
+        # one is left to see it but the log.
+        if written is not None:
+            written.add_done_callback(report_abandoned)
+        raise
     await _logged(written)
     return values
 
@@ -170,8 +178,8 @@ async def _logged(written: asyncio.Task[None] | None) -> None:
 
 
 def _retrieved(task: asyncio.Task[None]) -> None:
-    # A lookup cut off (its time budget, say) no longer awaits its row,
-    # which is still written; a failure to write it is the log's to report.
+    # A failure no one awaited is logged by ``report_abandoned``, not by the
+    # loop's "never retrieved" warning.
     if not task.cancelled():
         task.exception()
 

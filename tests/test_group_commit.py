@@ -6,7 +6,7 @@ client that gives up mid-commit does not lose its application."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from sqlalchemy import func, select
@@ -16,6 +16,7 @@ from auth.audit.verify import verify
 from gateway.applications import ApplicationStore
 from gateway.db.engine import create_engine, session_factory
 from gateway.db.tables import AccessEvent, Application, ApplicationEvent, OutboxItem
+from gateway.group_commit import GroupCommit
 from legacy.samples import CITIZENS
 from tests.factories import application_service
 
@@ -87,3 +88,25 @@ async def test_a_client_that_gives_up_still_has_its_application(store: Applicati
     retried = await store.submit(CITIZENS[2], SERVICE, FORM, "gone-3")
     assert await rows(store, Application) == 10
     assert retried.idempotency_key == "gone-3"
+
+
+async def test_a_failed_write_nobody_waits_for_is_logged_without_its_values(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    release = asyncio.Event()
+
+    async def failing(batch: Sequence[str]) -> None:
+        await release.wait()
+        raise ValueError(f"row {batch[0]} rejected")
+
+    group = GroupCommit[str](failing)
+    waiter = asyncio.ensure_future(group(CITIZENS[0]))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    release.set()
+    await group.aclose()
+    await asyncio.sleep(0)  # the done-callbacks
+    assert waiter.cancelled()
+    [record] = [r for r in caplog.records if r.name == "khaalga.group_commit"]
+    assert record.levelname == "ERROR" and "ValueError" in record.getMessage()
+    assert CITIZENS[0] not in record.getMessage()

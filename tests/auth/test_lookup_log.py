@@ -6,6 +6,7 @@ the row there is no data."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from gateway.catalog.loader import load_catalog
 from gateway.db.tables import AccessEvent
 from gateway.settings import ROOT, Settings
 from legacy.samples import CITIZENS, sample_form
+from schema.limits.config import OperationLimits
 from tests.auth.conftest import FORM_QUERY, NO_RATE_LIMITS
 from tests.support.gateway import Api, token_for
 from tests.test_api import fake_answers
@@ -70,13 +72,16 @@ class Rig:
         return await self.citizen.gql(LOOKUP, {"c": self.code, "i": self.form})
 
 
-@pytest.fixture
-async def rig(database_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
+@contextlib.asynccontextmanager
+async def _rig(
+    database_url: str, tmp_path: Path, limits: OperationLimits | None = None
+) -> AsyncIterator[Rig]:
     catalog = load_catalog(ROOT / "catalog")
     agencies: dict[str, Connector] = dict(fake_answers(catalog))
     held = agencies[AGENCY] = HeldAgency(agencies[AGENCY])
     settings = Settings(var_dir=tmp_path, database_url=database_url, worker=False,
-                        rate_limits=NO_RATE_LIMITS, breaker_threshold=2)  # fmt: skip
+                        rate_limits=NO_RATE_LIMITS, breaker_threshold=2,
+                        limits=limits or OperationLimits())  # fmt: skip
     app = create_app(settings, connector_overrides=agencies)
     code = next(
         s.code for s in catalog.services() if s.agency_code == AGENCY and s.kind.value == "LOOKUP"
@@ -90,6 +95,12 @@ async def rig(database_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
         citizen = Api(http, token_for(settings, Principal(
             PrincipalKind.CITIZEN, CITIZENS[0], None, frozenset({"applications"}))))  # fmt: skip
         yield Rig(citizen, held, app, code, sample_form(fields, CITIZENS[0]))
+
+
+@pytest.fixture
+async def rig(database_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
+    async with _rig(database_url, tmp_path) as rig:
+        yield rig
 
 
 async def test_the_row_is_written_while_the_agency_answers(rig: Rig) -> None:
@@ -122,6 +133,30 @@ async def test_a_request_refused_before_sending_is_not_logged(rig: Rig) -> None:
     body = await rig.lookup()  # refused by the open breaker: nothing reaches the agency
     assert body["errors"][0]["extensions"]["code"] == "AGENCY_UNAVAILABLE"
     assert rig.agency.calls == 2 and await rig.rows() == 1
+
+
+async def test_a_lookup_cut_off_still_reports_a_row_that_failed(
+    database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The agency never answers, the time budget cuts the lookup off, and
+    # only then does the row's write fail: the log says so (the class only).
+    async with _rig(database_url, tmp_path, OperationLimits(seconds=1)) as rig:
+        log = rig.app.state.services.access_log
+        failed = asyncio.Event()
+
+        async def broken(batch: object) -> None:
+            await asyncio.sleep(1.5)  # past the budget
+            failed.set()
+            raise OperationalError("INSERT", {}, ConnectionError("disk I/O error"))
+
+        log._commit._commit = broken
+        body = await rig.lookup()
+        assert body["errors"][0]["extensions"]["code"] == "OPERATION_LIMIT"
+        await asyncio.wait_for(failed.wait(), 5)
+        await asyncio.sleep(0.01)  # the done-callbacks
+    [record] = [r for r in caplog.records if r.name == "khaalga.group_commit"]
+    assert record.levelname == "ERROR" and "OperationalError" in record.getMessage()
+    assert CITIZENS[0] not in caplog.text
 
 
 async def test_without_the_row_there_is_no_data(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
