@@ -19,10 +19,12 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import orjson
+
+from bench.measure import host_steal
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class OpenLoop:
     p99_ms: float
     max_ms: float
     errors: int
+    steal_percent: float = 0.0  # of all cores' time, taken by the host during the run
 
 
 def _lua(target: Target) -> str:
@@ -198,8 +201,9 @@ def open_loop(
     target: Target | Sequence[Target], rate: float, seconds: float, pool: int = 64
 ) -> OpenLoop:
     targets = [target] if isinstance(target, Target) else list(target)
-    with _collector_paused():
-        return asyncio.run(_open_loop(targets, rate, seconds, pool))
+    with _collector_paused(), host_steal() as steal:
+        opened = asyncio.run(_open_loop(targets, rate, seconds, pool))
+    return replace(opened, steal_percent=steal.percent)
 
 
 @contextlib.contextmanager

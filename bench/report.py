@@ -80,9 +80,9 @@ def _table(results: list[Result]) -> list[str]:
     by_name = {r.name: r for r in results}
     rows = [
         "| scenario | req/s (closed) | × its baseline | p50 ms @ ½ peak | × | p99 ms @ ½ peak | × "
-        "| sent/s | server CPU % (sat.) | CPU ms/req | CPU % @ ½ peak | peak RSS MB | errors "
-        "| baseline |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| sent/s | server CPU % (sat.) | CPU ms/req | CPU % @ ½ peak | host steal % @ ½ peak "
+        "| peak RSS MB | errors | baseline |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         base = by_name.get(r.baseline)
@@ -95,7 +95,7 @@ def _table(results: list[Result]) -> list[str]:
             f"| {r.opened.p50_ms:.1f} | {_ratio(r.opened.p50_ms, p50)} "
             f"| {r.opened.p99_ms:.1f} | {_ratio(r.opened.p99_ms, p99)} "
             f"| {r.opened.achieved:,.0f} | {r.closed_usage.cpu_percent:.0f} | {cpu_ms:.2f} "
-            f"| {r.open_usage.cpu_percent:.0f} "
+            f"| {r.open_usage.cpu_percent:.0f} | {r.opened.steal_percent:.1f} "
             f"| {max(r.closed_usage.peak_rss_mb, r.open_usage.peak_rss_mb):.0f} "
             f"| {r.closed.errors + r.opened.errors} | {r.baseline} |"
         )
@@ -192,7 +192,8 @@ def _targets(results: list[Result], soak: Soak | None, side: SideBySide | None) 
             f"| fan-out to 3 agencies vs the slowest back end alone, at {fan.opened.rate:,.0f} "
             f"req/s | p50 {fan.opened.p50_ms:.1f} ms vs {slowest:.1f} ms "
             f"({fan.opened.p50_ms - slowest:+.1f}); p99 {fan.opened.p99_ms:.1f} vs "
-            f"{slowest99:.1f} ms | p50 ≤ slowest + {FAN_OUT_MARGIN_MS:g} ms "
+            f"{slowest99:.1f} ms; host steal {fan.opened.steal_percent:.1f} % "
+            f"| p50 ≤ slowest + {FAN_OUT_MARGIN_MS:g} ms "
             f"| {_status(fan.opened.p50_ms <= slowest + FAN_OUT_MARGIN_MS)} |"
         )
     else:
@@ -252,7 +253,8 @@ def _overhead(lookup: Result | None, direct: Result | None, store: str) -> str:
         f"| gateway overhead over the direct REST back end, LOOKUP on {store} at "
         f"{lookup.opened.rate:,.0f} req/s (½ its peak), both | p50 {p50:+.1f} ms, "
         f"p99 {p99:+.1f} ms ({lookup.opened.p50_ms:.1f}/{lookup.opened.p99_ms:.1f} vs "
-        f"{pair.p50_ms:.1f}/{pair.p99_ms:.1f}) | p50 ≤ {OVERHEAD_P50_MS:g} ms, "
+        f"{pair.p50_ms:.1f}/{pair.p99_ms:.1f}; host steal {lookup.opened.steal_percent:.1f} % "
+        f"vs {pair.steal_percent:.1f} %) | p50 ≤ {OVERHEAD_P50_MS:g} ms, "
         f"p99 ≤ {OVERHEAD_P99_MS:g} ms "
         f"| {_status(p50 <= OVERHEAD_P50_MS and p99 <= OVERHEAD_P99_MS)} |"
     )
