@@ -72,9 +72,10 @@ def host_steal() -> Iterator[Steal]:
     others while the block ran (the kernel's ``steal``, as vmstat's ``st``).
 
     Why the report carries it: in a run on 28 November, the PostgreSQL
-    LOOKUP's ½-peak window fell in a 16 s episode in which the host took
-    5-9 % of both cores, against 0-1 % for the rest of the run; its slow
-    requests came in bursts of up to 54 ms within that episode. Nothing in
+    LOOKUP's ½-peak window fell in a half-minute episode in which the host
+    took 3-12 % of both cores, against at most 2 % in nearly every other
+    second of the run; its slow requests came in bursts of up to 54 ms
+    within that episode. Nothing in
     the server showed such a pause, and nothing of this kind is visible from
     inside the guest except this counter."""
     steal = Steal()
