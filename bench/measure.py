@@ -75,9 +75,8 @@ def host_steal() -> Iterator[Steal]:
     LOOKUP's ½-peak window fell in a half-minute episode in which the host
     took 3-12 % of both cores, against at most 2 % in nearly every other
     second of the run; its slow requests came in bursts of up to 54 ms
-    within that episode. Nothing in
-    the server showed such a pause, and nothing of this kind is visible from
-    inside the guest except this counter."""
+    within that episode. Nothing in the server showed such a pause, and
+    nothing of this kind is visible from inside the guest but this counter."""
     steal = Steal()
     before = psutil.cpu_times()
     try:
