@@ -150,7 +150,6 @@ async def lookup(context: Context, service: Service, form: Mapping[str, Any]) ->
     def sending() -> None:
         nonlocal written
         written = asyncio.ensure_future(context.services.access_log.record(*accesses))
-        written.add_done_callback(_retrieved)  # when the caller stopped waiting for it
 
     registry = context.services.registry_for(principal)
     try:
@@ -161,10 +160,10 @@ async def lookup(context: Context, service: Service, form: Mapping[str, Any]) ->
     except ConnectorError as exc:
         await _logged(written)
         raise errors.from_connector(exc) from exc
-    except asyncio.CancelledError:
-        # Cut off (its time budget, say): the row is still written (not
-        # cancelled: the agency has the request), and should that fail, no
-        # one is left to see it but the log.
+    except BaseException:
+        # Cut off (its time budget, say) or failed unforeseen: the row is
+        # still written (not cancelled: the agency has the request), and
+        # should that fail, no one is left to see it but the log.
         if written is not None:
             written.add_done_callback(report_abandoned)
         raise
@@ -175,13 +174,6 @@ async def lookup(context: Context, service: Service, form: Mapping[str, Any]) ->
 async def _logged(written: asyncio.Task[None] | None) -> None:
     if written is not None:
         await written  # raises if the row could not be written
-
-
-def _retrieved(task: asyncio.Task[None]) -> None:
-    # A failure no one awaited is logged by ``report_abandoned``, not by the
-    # loop's "never retrieved" warning.
-    if not task.cancelled():
-        task.exception()
 
 
 async def submit(

@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 
 from auth.principal import Principal, PrincipalKind
 from connectors.base import BackendRequest, BackendResponse, Connector
-from connectors.errors import BackendUnavailable, ConnectorError
+from connectors.errors import BackendUnavailable
 from gateway.app import create_app
 from gateway.catalog.loader import load_catalog
 from gateway.db.tables import AccessEvent
@@ -41,7 +41,7 @@ class HeldAgency(Connector):
         self.answers = answers
         self.go = asyncio.Event()
         self.arrived = asyncio.Event()
-        self.fail_with: ConnectorError | None = None
+        self.fail_with: Exception | None = None
         self.calls = 0
 
     async def send(self, request: BackendRequest) -> BackendResponse:
@@ -157,6 +157,24 @@ async def test_a_lookup_cut_off_still_reports_a_row_that_failed(
     [record] = [r for r in caplog.records if r.name == "khaalga.group_commit"]
     assert record.levelname == "ERROR" and "OperationalError" in record.getMessage()
     assert CITIZENS[0] not in caplog.text
+
+
+async def test_a_lookup_that_fails_unforeseen_still_reports_a_row_that_failed(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Not a ConnectorError (a bug, say): the row is not awaited on that way
+    # out, so its failure reaches the log rather than no one.
+    async def broken(batch: object) -> None:
+        raise OperationalError("INSERT", {}, ConnectionError("disk I/O error"))
+
+    rig.app.state.services.access_log._commit._commit = broken
+    rig.agency.fail_with = RuntimeError("a bug in a connector")
+    rig.agency.go.set()
+    body = await rig.lookup()
+    assert body["data"] is None
+    await asyncio.sleep(0.01)  # the done-callbacks
+    [record] = [r for r in caplog.records if r.name == "khaalga.group_commit"]
+    assert record.levelname == "ERROR" and "OperationalError" in record.getMessage()
 
 
 async def test_without_the_row_there_is_no_data(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
