@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.loadgen import ClosedLoop, OpenLoop
+from bench.machine import MachineSpeed
 from bench.measure import Usage
 
 
@@ -260,6 +261,21 @@ def _overhead(lookup: Result | None, direct: Result | None, store: str) -> str:
     )
 
 
+def _machine_lines(machine: Sequence[MachineSpeed]) -> list[str]:
+    if not machine:
+        return []
+    when = ("at the start of the run", "at its end")
+    said = "; ".join(
+        f"{speed.describe()} {when[min(index, 1)]}" for index, speed in enumerate(machine)
+    )
+    return [
+        f"Python on the server core (bench/machine.py, a fixed unit of work): {said}. "
+        "At ½ peak the server's core sleeps between requests, one reason why `CPU ms/req` "
+        "there is above the saturated figure; compare machines through the back-to-back cost.",
+        "",
+    ]
+
+
 def _side_section(side: SideBySide) -> list[str]:
     lines = [
         "## Catalog and baseline side by side",
@@ -311,6 +327,7 @@ def write_report(
     soak: Soak | None = None,
     side: SideBySide | None = None,
     notes: Sequence[str] = (),
+    machine: Sequence[MachineSpeed] = (),
 ) -> Path:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = os.getloadavg()
@@ -328,6 +345,7 @@ def write_report(
         "rate means the Python generator, not the server, was the limit for that row. "
         "See docs/performance.md for how to read this.",
         "",
+        *_machine_lines(machine),
         *_table(results),
         "",
     ]

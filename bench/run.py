@@ -28,6 +28,7 @@ import httpx
 
 from bench import scenarios
 from bench.loadgen import Target, open_loop, wrk_together
+from bench.machine import probe
 from bench.measure import Usage, server_usage
 from bench.report import Result, SideBySide, Soak, write_report
 
@@ -282,6 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     soak: Soak | None = None
     side: SideBySide | None = None
     profile: list[str] | None = None
+    machine = [probe(SERVER_CPU)]  # before any server: the core to itself
     wants_postgres = any(_wanted(args, name) for name in scenarios.POSTGRES_ROWS)
     postgres = _fresh_postgres(args.postgres) if wants_postgres else None
     if wants_postgres and postgres is None:
@@ -326,10 +328,11 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if postgres is not None:
             _drop_postgres(args.postgres, postgres[1])
+    machine.append(probe(SERVER_CPU))
     minutes = (time.monotonic() - started) / 60
     notes.append(f"The whole run took {minutes:.0f} min.")
     print(write_report(results, args.out, args.seconds, profile, soak=soak, side=side,
-                       notes=notes))  # fmt: skip
+                       notes=notes, machine=machine))  # fmt: skip
 
 
 def _wanted(args: argparse.Namespace, name: str) -> bool:
