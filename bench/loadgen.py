@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import orjson
@@ -52,6 +52,19 @@ class OpenLoop:
     max_ms: float
     errors: int
     steal_percent: float = 0.0  # of all cores' time, taken by the host during the run
+    # Every request's, in ms, so that runs taken in turn can be pooled (``pooled``).
+    latencies_ms: tuple[float, ...] = field(default=(), repr=False)
+
+
+def percentiles(latencies_ms: Sequence[float]) -> tuple[float, float]:
+    """p50 and p99."""
+    cuts = statistics.quantiles(latencies_ms, n=100, method="inclusive")
+    return cuts[49], cuts[98]
+
+
+def pooled(runs: Sequence[OpenLoop]) -> tuple[float, float]:
+    """p50 and p99 of every request of ``runs`` taken together."""
+    return percentiles([latency for run in runs for latency in run.latencies_ms])
 
 
 def _lua(target: Target) -> str:
@@ -185,15 +198,17 @@ async def _open_loop(targets: Sequence[Target], rate: float, seconds: float, poo
     for queue in idle.values():
         while not queue.empty():
             queue.get_nowait()[1].close()
-    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+    latencies_ms = tuple(latency * 1000 for latency in latencies)
+    p50, p99 = percentiles(latencies_ms)
     return OpenLoop(
         rate=rate,
         achieved=count / elapsed,
         sent=count,
-        p50_ms=cuts[49] * 1000,
-        p99_ms=cuts[98] * 1000,
-        max_ms=max(latencies) * 1000,
+        p50_ms=p50,
+        p99_ms=p99,
+        max_ms=max(latencies_ms),
         errors=errors,
+        latencies_ms=latencies_ms,
     )
 
 

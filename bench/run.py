@@ -30,7 +30,7 @@ from bench import scenarios
 from bench.loadgen import Target, open_loop, wrk_together
 from bench.machine import probe
 from bench.measure import Usage, server_usage
-from bench.report import Result, SideBySide, Soak, write_report
+from bench.report import InTurn, Result, SideBySide, Soak, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_CPU, LOAD_CPU = 0, 1
@@ -46,6 +46,7 @@ UNREACHED_LIMITS = "anonymous=1000000000/minute,citizen=1000000000/minute"
 SOAK_SAMPLE_SECONDS = 5.0
 # The catalog-vs-baseline throughput ratio, measured alternately (see _side_by_side).
 SIDE_BY_SIDE_ROUNDS = 9
+IN_TURN_ROUNDS = 6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -282,6 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     notes: list[str] = []
     soak: Soak | None = None
     side: SideBySide | None = None
+    in_turn: list[InTurn] = []
     profile: list[str] | None = None
     machine = [probe(SERVER_CPU)]  # before any server: the core to itself
     wants_postgres = any(_wanted(args, name) for name in scenarios.POSTGRES_ROWS)
@@ -316,6 +318,7 @@ def main(argv: list[str] | None = None) -> None:
                         "answered 200 (plus warm-ups and checks): one of each per submission."
                     )
                 side = _side_by_side(args, env, var_dir, plan)
+                in_turn = _lookup_in_turn(args, env, var_dir, plan, results, postgres)
                 if args.soak > 0 and _wanted(args, "soak"):
                     soak = _soak(args, env, var_dir, plan, results)
                 if not args.no_profile:
@@ -332,7 +335,7 @@ def main(argv: list[str] | None = None) -> None:
     minutes = (time.monotonic() - started) / 60
     notes.append(f"The whole run took {minutes:.0f} min.")
     print(write_report(results, args.out, args.seconds, profile, soak=soak, side=side,
-                       notes=notes, machine=machine))  # fmt: skip
+                       notes=notes, machine=machine, in_turn=in_turn))  # fmt: skip
 
 
 def _wanted(args: argparse.Namespace, name: str) -> bool:
@@ -431,10 +434,8 @@ def _side_by_side(
     with contextlib.ExitStack() as stack:
         for server in pair:
             stack.enter_context(_servers(server, env, var_dir))
-        targets = [
-            Target(server.port, by_name[name].path, by_name[name].body, by_name[name].headers)
-            for server, name in zip(pair, wanted, strict=True)
-        ]
+        ports = [server.port for server in pair]
+        targets = [_target_on(by_name[n], port) for port, n in zip(ports, wanted, strict=True)]
         for target in targets:  # warm-up, and the response cache filled
             wrk_together([target], 2, args.connections, LOAD_CPU)
         rounds = []
@@ -443,6 +444,66 @@ def _side_by_side(
                              for t in targets)  # fmt: skip
             rounds.append((base, catalog))
     return SideBySide(rounds)
+
+
+def _lookup_in_turn(
+    args: argparse.Namespace,
+    env: dict[str, str],
+    var_dir: Path,
+    plan: Sequence[scenarios.Scenario],
+    results: Sequence[Result],
+    postgres: tuple[str, str] | None,
+) -> list[InTurn]:
+    """Each LOOKUP row and the direct REST back end, both servers up on the
+    server core at once, sent half the LOOKUP's peak (measured again just
+    before) in turn, ``IN_TURN_ROUNDS`` times, which of the two goes first
+    alternating.
+
+    Why: the overhead targets compare two latencies, and the table measures
+    them minutes apart, on a machine whose speed for Python moved 1.7 times
+    within one run (the probes of 10:42 UTC, 28 November). In turn, the
+    drift falls on both."""
+    by_name = {s.name: s for s in plan}
+    measured = {r.name: r for r in results}
+    stores: list[tuple[str, dict[str, str]]] = [(scenarios.LOOKUP_ROW, {})]
+    if postgres is not None:
+        stores.append((scenarios.LOOKUP_PG_ROW, {"KHAALGA_DATABASE_URL": postgres[0]}))
+    direct_row = "direct: REST connector"
+    wanted = [(row, store) for row, store in stores if row in measured and direct_row in measured]
+    if not wanted or direct_row not in by_name:
+        return []
+    _progress("in turn: the LOOKUP and the direct REST back end")
+    direct = Server("turn-direct", "direct", {}, port=PORT + 22)
+    seconds = max(1.0, args.seconds * 2 / IN_TURN_ROUNDS)
+    turns = []
+    with _servers(direct, env, var_dir):
+        direct_target = _target_on(by_name[direct_row], direct.port)
+        wrk_together([direct_target], 2, args.connections, LOAD_CPU)
+        for index, (row, store) in enumerate(wanted):
+            gateway = Server(f"turn-gateway-{index}", "gateway", store, port=PORT + 23)
+            with _servers(gateway, env, var_dir):
+                gateway_target = _target_on(by_name[row], gateway.port)
+                wrk_together([gateway_target], 2, args.connections, LOAD_CPU)
+                # Half the peak as it is now, not as the table's row found it
+                # minutes ago: at 10:53 UTC on 28 November the two LOOKUP rows,
+                # 90 s apart, peaked at 314 and 628 req/s.
+                peak = wrk_together([gateway_target], args.seconds, args.connections, LOAD_CPU)
+                rate = max(1.0, peak.rps / 2)
+                rounds = []
+                for number in range(IN_TURN_ROUNDS):
+                    if number % 2 == 0:
+                        ours = open_loop(gateway_target, rate, seconds)
+                        theirs = open_loop(direct_target, rate, seconds)
+                    else:
+                        theirs = open_loop(direct_target, rate, seconds)
+                        ours = open_loop(gateway_target, rate, seconds)
+                    rounds.append((ours, theirs))
+                turns.append(InTurn(row, rounds))
+    return turns
+
+
+def _target_on(scenario: scenarios.Scenario, port: int) -> Target:
+    return Target(port, scenario.path, scenario.body, scenario.headers)
 
 
 def _soak(
