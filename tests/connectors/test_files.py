@@ -444,8 +444,20 @@ async def test_batch_job_down_times_out_and_the_retry_files_once(tmp_path: Path)
         # Both attempts are one file the agency will see once.
         assert _files(tmp_path / "exchange" / "in") == [f"K{key}.req"]
         assert simulator.filings() == []
+        # The third try rewrites the same file before the job comes back, so
+        # the job finds one request. (Brought back first, the job could take
+        # the old file while the third try wrote it again: processed twice,
+        # filed once -- a race, seen once on a slow machine.)
+        pending = tmp_path / "exchange" / "in" / f"K{key}.req"
+        earlier = pending.stat().st_ino
+        task = asyncio.create_task(connector.send(_submit(WELF, key, CHILD)))
+        async with asyncio.timeout(3.0):
+            while True:
+                if pending.exists() and pending.stat().st_ino != earlier:
+                    break  # rewritten
+                await asyncio.sleep(0.005)
         simulator.faults.down = False
-        response = await connector.send(_submit(WELF, key, CHILD))
+        response = await task
         assert len(simulator.filings()) == 1
         assert simulator.attempts() == 1
     assert response.status == "DELIVERED"
