@@ -5,7 +5,7 @@ Many legacy agency servers answer one request per connection (HTTP/1.0, or
 opens a connection before its request can leave. On loopback that is three
 or four turns of the event loop, and in a fan-out each turn first runs the
 other legs' work, so the slowest leg's request left ~1 ms late
-(docs/performance.md); across a WAN it is a round trip, two or three with
+(docs/performance-history.md); across a WAN it is a round trip, two or three with
 TLS.
 
 So whenever a call has to open a connection, and calls to that address

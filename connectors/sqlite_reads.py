@@ -9,7 +9,7 @@ greenlets: 500-750 µs of CPU for a query that costs ~50 µs, on the core the
 event loop runs on, and every trip woke the loop. A fan-out pays it beside
 its other legs. Here the statement, compiled once per shape, runs as one
 ``execute_fetchall`` on an aiosqlite connection borrowed from the engine's
-pool and kept: one trip, ~50-60 µs (docs/performance.md). The values go
+pool and kept: one trip, ~50-60 µs (docs/performance-history.md). The values go
 through the column types' own bind and result processors, as SQLAlchemy
 would apply them (dates as ISO text, ``Numeric`` as ``Decimal``).
 

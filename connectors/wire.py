@@ -8,7 +8,7 @@ exchange with a local server cost 330-420 µs through httpx's transport
 times per exchange) and 100 µs through aiohttp's C-accelerated client, on
 this machine, sequentially. In a gateway LOOKUP the httpx exchange was about
 45 % of the request's CPU, and a fan-out pays it once per agency on the one
-server core (docs/performance.md).
+server core (docs/performance-history.md).
 
 The pool is an ``aiohttp.ClientSession`` opened on first use (aiohttp wants
 a running loop), with:

@@ -85,7 +85,7 @@ async def serve(
         # As the gateway's server does: under the bench's load the collector
         # walked everything start-up built (spyne, lxml, 13 agencies) about
         # once a second, pausing every agency 45-68 ms each time, which put
-        # ~100 ms into each back end's p99 (docs/performance.md).
+        # ~100 ms into each back end's p99 (docs/performance-history.md).
         settle_heap()
         print(f"legacy: {len(started)} agency simulators ready", flush=True)
         await stop.wait()

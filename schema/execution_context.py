@@ -7,7 +7,7 @@ so each request's executor, its variables, its collected errors, the
 request's ``Context`` and principal (about 29 objects per LOOKUP) waited for
 the cyclic collector. Measured in the bench server at ~600 LOOKUPs/s: every
 young-generation collection found ~3,800 such objects to free, and took
-4-6 ms of the event loop each time, twice a second (docs/performance.md).
+4-6 ms of the event loop each time, twice a second (docs/performance-history.md).
 
 Here the helpers hold their methods weakly, so nothing points back at the
 executor and it is freed the moment its request is answered. A resolver can

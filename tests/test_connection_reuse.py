@@ -4,7 +4,7 @@ Opening a connection is dear: on SQLite a new aiosqlite thread, the file
 opened and its schema read again; on PostgreSQL a server process forked and a
 login. Pools that opened extra connections for a burst and closed them after
 did so dozens of times a second under load, and left the C heap holding twice
-the free space (docs/performance.md). So a burst larger than a pool waits its
+the free space (docs/performance-history.md). So a burst larger than a pool waits its
 turn for a connection instead.
 """
 

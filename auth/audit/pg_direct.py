@@ -7,7 +7,7 @@ statement in autocommit (``chain.SWAP_PG``), yet through the engine it cost
 round trip: pool checkout and checkin with their events, the execution
 options, the greenlet hop, SQLAlchemy's execution context and result. The
 same statement prepared once on asyncpg's own connection: ~244 µs
-(docs/performance.md). The gateway's core is the one the event loop runs
+(docs/performance-history.md). The gateway's core is the one the event loop runs
 on, so that CPU is every request's latency at half peak.
 
 Like ``auth/audit/sqlite_inline.py`` this is only the fast path: when this

@@ -28,7 +28,7 @@ PING_AFTER_IDLE = 5.0
 # No overflow: connections opened for a burst and closed after it were opened
 # dozens of times a second under load. Each cost a new aiosqlite thread or a
 # PostgreSQL login, and their churn left glibc's heap holding twice the free
-# space after a 10-minute soak (docs/performance.md). Waiting for one of these
+# space after a 10-minute soak (docs/performance-history.md). Waiting for one of these
 # is cheaper than opening another.
 # SQLite gets fewer: its writers take turns anyway, and each connection keeps
 # a page cache of its own.
