@@ -184,6 +184,7 @@ def create_app(
         graphql_ide="graphiql" if settings.graphiql_enabled else None,
     )
     observability = Observability.build(settings, registry)
+    services.access_log.observer = observability.metrics
     observability.instrument(graphql.schema)
     if settings.response_cache_bytes:
         graphql.response_cache = catalog_response_cache(graphql, settings, observability.metrics)

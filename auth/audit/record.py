@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
+from typing import Literal, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -45,6 +47,22 @@ async def record(sessions: async_sessionmaker[AsyncSession], *accesses: Access) 
     await commit_alone(sessions, accesses, utcnow())
 
 
+# How a group of rows was committed: on the store's own fast path
+# (sqlite_inline.py, pg_direct.py), or through the engine when that path
+# could not (no head known yet, the head moved elsewhere, a locked file).
+WrittenBy = Literal["direct", "engine"]
+WRITTEN_BY: tuple[WrittenBy, ...] = ("direct", "engine")
+
+
+class AccessLogObserver(Protocol):
+    """Told of the resolvers' rows (metrics); set on ``AccessLog.observer``.
+    Called on the event loop only."""
+
+    def access_rows_written(self, path: WrittenBy, rows: int, seconds: float) -> None: ...
+
+    def access_rows_waited(self, seconds: float) -> None: ...
+
+
 class AccessLog:
     """The resolvers' recorder. Every row takes the one chain head's lock
     until its commit, so one transaction per request queued every lookup
@@ -57,6 +75,7 @@ class AccessLog:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+        self.observer: AccessLogObserver | None = None
         self._commit = GroupCommit[tuple[Access, ...]](self._write)
         engine = bound_engine(sessions)
         self._direct: SqliteInlineWriter | PostgresDirectWriter | None = None
@@ -67,12 +86,22 @@ class AccessLog:
 
     async def _write(self, batch: Sequence[tuple[Access, ...]]) -> None:
         accesses, at = [access for accesses in batch for access in accesses], utcnow()
+        started = time.perf_counter()
+        path: WrittenBy = "direct"
         if self._direct is None or not await self._direct.commit(accesses, at):
+            path = "engine"
             await commit_alone(self.sessions, accesses, at)
+        if self.observer is not None:
+            self.observer.access_rows_written(path, len(accesses), time.perf_counter() - started)
 
     async def record(self, *accesses: Access) -> None:
-        if accesses:
-            await self._commit(accesses)
+        """Return once ``accesses`` are committed (the caller's data waits for this)."""
+        if not accesses:
+            return
+        started = time.perf_counter()
+        await self._commit(accesses)
+        if self.observer is not None:
+            self.observer.access_rows_waited(time.perf_counter() - started)
 
     async def aclose(self) -> None:
         await self._commit.aclose()

@@ -1,7 +1,7 @@
 """Counter and histogram families kept in plain Python numbers, without locks,
 for the series fed on every GraphQL request and every back-end call
 (gateway/observability/metrics.py: requests, request latency, response-cache
-lookups, back-end calls and their latency).
+lookups, back-end calls and their latency, the resolvers' data-access rows).
 
 Why: prometheus_client takes a ``threading.Lock`` for every value it
 increments (a histogram observation locks its sum and a bucket, and checks for
@@ -17,8 +17,9 @@ collectors of their own, registered on the app's registry like any other.
 
 Why no lock: these series are updated only on the event loop's thread -- by
 the request middleware, the fast path in front of the app
-(gateway/http/public_answer.py), the response cache and the connectors'
-resilience wrapper (connectors/resilience.py) -- and a scrape reads
+(gateway/http/public_answer.py), the response cache, the connectors'
+resilience wrapper (connectors/resilience.py) and the resolvers' access log
+(auth/audit/record.py) -- and a scrape reads
 them on that same thread (``/metrics`` is an async endpoint that renders in
 place), so no update interleaves with another update or with a read. Do not
 feed them from another thread (``asyncio.to_thread``, an executor): counts
@@ -56,8 +57,8 @@ class CounterSeries:
         self.value = 0
         self.created = time.time()
 
-    def inc(self) -> None:
-        self.value += 1
+    def inc(self, amount: int = 1) -> None:
+        self.value += amount
 
 
 class HistogramSeries:

@@ -26,6 +26,9 @@ FAMILIES = {
     "khaalga_outbox_pending",
     "khaalga_outbox_dead",
     "khaalga_outbox_oldest_pending_age_seconds",
+    "khaalga_access_log_rows",
+    "khaalga_access_log_write_duration_seconds",
+    "khaalga_access_log_wait_seconds",
 }
 
 
@@ -62,6 +65,10 @@ async def test_every_family_and_agency_is_there_before_any_traffic(
         assert value(text, "khaalga_backend_breaker_state", agency=agency,
                      khaalga_backend_breaker_state="closed") == 1  # fmt: skip
         assert value(text, "khaalga_backend_calls_total", agency=agency) == 0
+    for path in ("direct", "engine"):
+        assert value(text, "khaalga_access_log_rows_total", path=path) == 0
+        assert value(text, "khaalga_access_log_write_duration_seconds_count", path=path) == 0
+    assert value(text, "khaalga_access_log_wait_seconds_count") == 0
 
 
 async def test_counts_move_with_traffic(gateway: Gateway, catalog: Catalog) -> None:
@@ -102,6 +109,15 @@ async def test_counts_move_with_traffic(gateway: Gateway, catalog: Catalog) -> N
     assert value(text, "khaalga_backend_call_duration_seconds_count", agency="URB",
                  action="LOOKUP") == 4  # fmt: skip
     assert value(text, calls, agency="TAX", action="LOOKUP") == 0
+
+    # Both lookups reached the agency, so both have their row (the failed one
+    # too), on the SQLite file's fast path; the submission's row is in its own
+    # transaction, not counted here.
+    assert value(text, "khaalga_access_log_rows_total", path="direct") == 2
+    assert value(text, "khaalga_access_log_rows_total", path="engine") == 0
+    assert value(text, "khaalga_access_log_wait_seconds_count") == 2
+    assert 1 <= value(text, "khaalga_access_log_write_duration_seconds_count") <= 2
+    assert value(text, "khaalga_access_log_wait_seconds_bucket", le="+Inf") == 2
 
     assert value(text, "khaalga_outbox_pending", agency="LAND") == 1
     assert value(text, "khaalga_outbox_pending", agency="URB") == 0
