@@ -11,51 +11,27 @@ run's simulators."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pyinstrument import Profiler
 
+from bench.asgi import call, in_process_settings
 from bench.scenarios import CATALOG_ROW, FAN_OUT_ROW, LOOKUP_ROW, Scenario
 
 LINES = 100  # of each profile's text tree
 
 
-async def _call(app: Any, body: bytes, headers: dict[str, str] | None = None) -> None:
-    extra = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": "/graphql", "raw_path": b"/graphql", "query_string": b"",
-        "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8000),
-        "headers": [(b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()), *extra],
-    }  # fmt: skip
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if sent:
-            await asyncio.sleep(3600)
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        pass
-
-    await app(scope, receive, send)
-
-
 async def _profile(app: Any, scenario: Scenario, requests: int) -> list[str]:
     for _ in range(min(200, requests)):  # warm-up
-        await _call(app, scenario.body, scenario.headers)
+        await call(app, scenario.body, scenario.headers)
     # Awaits are not followed: time spent waiting on a back end shows as the
     # event loop's select, so the tree is the CPU of the request path.
     profiler = Profiler(interval=0.0005, async_mode="disabled")
     profiler.start()
     for _ in range(requests):
-        await _call(app, scenario.body, scenario.headers)
+        await call(app, scenario.body, scenario.headers)
     profiler.stop()
     # Text only: pyinstrument's HTML for thousands of requests is tens of megabytes.
     text = profiler.output_text(unicode=False, color=False, show_all=False)
@@ -65,19 +41,8 @@ async def _profile(app: Any, scenario: Scenario, requests: int) -> list[str]:
 
 async def _hot_paths(var_dir: Path, sim_base_port: int, plan: Sequence[Scenario]) -> list[str]:
     from gateway.app import create_app
-    from gateway.catalog.loader import load_catalog
-    from gateway.settings import Settings
-    from legacy.topology import default_ports, embedded_endpoints
 
-    # The run's own database and development key (the servers are stopped by now).
-    settings = Settings(
-        var_dir=var_dir, worker=False, log_format="text", rate_limits="", response_cache_bytes=0
-    )
-    catalog = load_catalog(settings.catalog_dir)
-    ports = default_ports(catalog, sim_base_port)
-    backends = embedded_endpoints(catalog, var_dir / "legacy", ports)
-    settings = dataclasses.replace(settings, backends=backends)
-    app = create_app(settings)
+    app = create_app(in_process_settings(var_dir, sim_base_port, response_cache_bytes=0))
     by_name = {s.name: s for s in plan}
     lines: list[str] = []
     async with app.router.lifespan_context(app):

@@ -13,6 +13,7 @@ from pathlib import Path
 from bench.loadgen import ClosedLoop, OpenLoop, pooled
 from bench.machine import MachineSpeed
 from bench.measure import Usage
+from bench.ways import Way
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,8 @@ def _table(results: list[Result]) -> list[str]:
 
 
 def _plot(results: list[Result], out: Path) -> str | None:
+    if not results:  # nothing to draw (an ``--only`` that matched no row)
+        return None
     try:
         import matplotlib  # type: ignore[import-not-found, unused-ignore]
 
@@ -391,6 +394,45 @@ def _at(soak: Soak, second: float) -> float:
     return next((m for t, m in pairs if t >= second), soak.usage.samples[-1])
 
 
+def _ways_section(ways: Sequence[Way]) -> list[str]:
+    rounds = len(ways[0].with_us)
+    lines = [
+        "## The ways there, one at a time (in process)",
+        "",
+        "Each way against the same gateway without it, called over ASGI in this process "
+        f"(no sockets), the two sides in {rounds} interleaved rounds; CPU per request, median "
+        "of the rounds (bench/ways.py). Both sides are checked to answer alike first.",
+        "",
+        "| way | each request | CPU µs/req with | without | without ÷ with | rounds with | "
+        "rounds without | errors |",
+        "|---|---|---:|---:|---:|---|---|---:|",
+    ]
+    for way in ways:
+        spread = [", ".join(f"{us:.0f}" for us in side) for side in (way.with_us, way.without_us)]
+        lines.append(
+            f"| {way.name} | {way.sent} | {way.with_median:,.0f} | {way.without_median:,.0f} | "
+            f"{way.ratio:.2f}× | {spread[0]} | {spread[1]} | {way.errors} |"
+        )
+    return [*lines, "", *NOT_IN_PROCESS, ""]
+
+
+NOT_IN_PROCESS = [
+    "The other ways the issue names:",
+    "- uvloop and httptools: they are the server, so they are measured over HTTP, in the "
+    "table: `gateway: catalog [no response cache]` against `[no response cache, asyncio + h11]`.",
+    "- Sync resolvers: the catalog's resolvers (`agencies`, `agency`, `services`, `service`) "
+    "are plain functions, and no resolver that awaits nothing is a coroutine; there is no "
+    "async twin to measure them against.",
+    "- DataLoader batching per agency: not built. Every lookup is its own service and its own "
+    "back-end operation, and no agency's back end takes several in one call, so there is "
+    "nothing to batch; no scenario calls one agency twice.",
+    "- Precompiled documents: parsing and validation are cached per document (the row above), "
+    "persisted or not, so a persisted document costs what its cached text does.",
+    "- Pooled database connections: the data-access row's own connection and the pools are "
+    "long-lived in every configuration (docs/performance.md).",
+]
+
+
 def write_report(
     results: list[Result],
     out: Path,
@@ -402,6 +444,7 @@ def write_report(
     notes: Sequence[str] = (),
     machine: Sequence[MachineSpeed] = (),
     in_turn: Sequence[InTurn] = (),
+    ways: Sequence[Way] = (),
 ) -> Path:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = os.getloadavg()
@@ -433,6 +476,8 @@ def write_report(
         lines += [f"![throughput and latency]({plot})", ""]
     if soak is not None:
         lines += _soak_section(soak)
+    if ways:
+        lines += _ways_section(ways)
     if notes:
         lines += ["## Notes", "", *(f"- {note}" for note in notes), ""]
     if profile:

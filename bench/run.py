@@ -31,6 +31,7 @@ from bench.loadgen import Target, open_loop, wrk_together
 from bench.machine import probe
 from bench.measure import Usage, server_usage
 from bench.report import InTurn, Result, SideBySide, Soak, write_report
+from bench.ways import Way, ways_there
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_CPU, LOAD_CPU = 0, 1
@@ -270,6 +271,7 @@ def main(argv: list[str] | None = None) -> None:
         help="substrings of the scenario names to run, comma-separated",
     )  # fmt: skip
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--no-ways", action="store_true", help="skip the ways there, in process")
     parser.add_argument(
         "--soak", type=float, default=600.0,
         help="seconds of the memory soak at half the peak of the gateway mix (0: none)",
@@ -285,6 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     side: SideBySide | None = None
     in_turn: list[InTurn] = []
     profile: list[str] | None = None
+    ways: list[Way] = []
     machine = [probe(SERVER_CPU)]  # before any server: the core to itself
     wants_postgres = any(_wanted(args, name) for name in scenarios.POSTGRES_ROWS)
     postgres = _fresh_postgres(args.postgres) if wants_postgres else None
@@ -325,6 +328,8 @@ def main(argv: list[str] | None = None) -> None:
                     from bench.profile import profile_hot_paths
 
                     profile = profile_hot_paths(var_dir, SIM_BASE_PORT, plan)
+                if not args.no_ways:
+                    ways = _ways(args, var_dir, plan)
             finally:
                 simulators.terminate()
                 simulators.wait(10)
@@ -335,7 +340,19 @@ def main(argv: list[str] | None = None) -> None:
     minutes = (time.monotonic() - started) / 60
     notes.append(f"The whole run took {minutes:.0f} min.")
     print(write_report(results, args.out, args.seconds, profile, soak=soak, side=side,
-                       notes=notes, machine=machine, in_turn=in_turn))  # fmt: skip
+                       notes=notes, machine=machine, in_turn=in_turn,
+                       ways=ways))  # fmt: skip
+
+
+def _ways(args: argparse.Namespace, var_dir: Path, plan: list[scenarios.Scenario]) -> list[Way]:
+    """In this process, moved to the server core (free by now) for the
+    while, so that it does not share a core with the simulators it calls."""
+    _progress("the ways there, one at a time, in process")
+    os.sched_setaffinity(0, {SERVER_CPU})
+    try:
+        return ways_there(var_dir, SIM_BASE_PORT, plan, max(50, int(200 * args.seconds)))
+    finally:
+        os.sched_setaffinity(0, {LOAD_CPU})
 
 
 def _wanted(args: argparse.Namespace, name: str) -> bool:

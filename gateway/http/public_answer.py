@@ -6,7 +6,7 @@ still went through ten layers -- Starlette's error middleware, the
 observability, body-limit, content-type, auth and rate-limit middleware,
 Starlette's exception middleware, router and route, the view -- each with
 its own ``send`` wrapper, header parsing or scope work: 45 µs of CPU per
-request in process (``bench/profile.py``'s ``_call``, rate limits off as in
+request in process (``bench/asgi.py``'s ``call``, rate limits off as in
 the bench; 89 µs with an anonymous request budget). Answered here it costs
 23 µs (65 µs with the budget: the ``limits`` library's counters are most of
 it), a cheaper access log line (gateway/observability/logs.py) included;

@@ -1,6 +1,6 @@
 """The harness runs end to end (one second per measurement; the baseline and
 the catalog, so the side-by-side rounds run too; the LOOKUP and the direct
-REST back end, so the rounds in turn run too). No figure is asserted:
+REST back end, so the rounds in turn run too; and the ways there). No figure is asserted:
 timings belong in bench/results, not in a test."""
 
 from __future__ import annotations
@@ -49,3 +49,8 @@ def test_a_one_second_run_writes_a_report(tmp_path: Path) -> None:
     assert "## LOOKUP and its back end in turn" in report
     overhead = next(line for line in report.splitlines() if "LOOKUP on SQLite" in line)
     assert "6 rounds in turn, 0 errors" in overhead
+    # The ways there, each against the same gateway without it, every answer good.
+    ways = report.split("## The ways there, one at a time (in process)")[1].split("\n## ")[0]
+    rows = [line for line in ways.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 6  # the header and five ways
+    assert all(row.endswith("| 0 |") for row in rows[1:])
