@@ -83,12 +83,17 @@ class Way:
         return self.without_median / self.with_median
 
 
+def _good(status: int, body: bytes) -> bool:
+    """A 200 without GraphQL errors."""
+    return status == 200 and b'"errors"' not in body
+
+
 async def _round(side: Side, requests: int) -> tuple[float, int]:
     errors = 0
     started = time.process_time()
     for _ in range(requests):
         status, body = await call(side.app, side.body, side.headers)
-        if status != 200 or b'"errors"' in body:
+        if not _good(status, body):
             errors += 1
     return (time.process_time() - started) / requests * 1e6, errors
 
@@ -100,7 +105,7 @@ async def compare(
     # (then they differ in more than the way), measures nothing.
     answers = [await call(side.app, side.body, side.headers) for side in (with_it, without)]
     for status, body in answers:
-        if status != 200 or b'"errors"' in body:
+        if not _good(status, body):
             raise RuntimeError(f"{name}: {status} {body[:300]!r}")
     if orjson.loads(answers[0][1]) != orjson.loads(answers[1][1]):
         raise RuntimeError(f"{name}: the two sides answer differently: {answers[0][1][:200]!r}")
@@ -153,7 +158,9 @@ def with_stdlib_json(app: Starlette) -> Starlette:
 
 
 class _ConnectionPerCall(Wire):
-    """No keep-alive: each exchange opens a connection and closes it."""
+    """No keep-alive: each exchange opens a connection and closes it. Its
+    session is the pooled one's but for the connector (bench code may reach
+    into the wire; the product never needs an unpooled one)."""
 
     def _open(self) -> aiohttp.ClientSession:
         self._session = aiohttp.ClientSession(
@@ -236,7 +243,7 @@ async def measure_ways(
             form = graphql_body(FORM, {"code": code})
             register, by_hash = _persisted(form)
             status, answer = await call(plain, register)
-            if status != 200 or b'"errors"' in answer:
+            if not _good(status, answer):
                 raise RuntimeError(f"APQ registration failed: {answer[:300]!r}")
             ways.append(await compare(
                 "persisted documents (APQ: the hash alone, against the document's text)",
