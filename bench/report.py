@@ -426,8 +426,10 @@ NOT_IN_PROCESS = [
     "- DataLoader batching per agency: not built. Every lookup is its own service and its own "
     "back-end operation, and no agency's back end takes several in one call, so there is "
     "nothing to batch; no scenario calls one agency twice.",
-    "- Precompiled documents: parsing and validation are cached per document (the row above), "
-    "persisted or not, so a persisted document costs what its cached text does.",
+    "- Precompiled documents: the operator's allow-list is parsed and validated as the gateway "
+    "starts (schema/precompile.py), into the caches of the row above; the row measures the "
+    "only request that gains, the first of each document in a new process. Later requests cost "
+    "what a cached text does (the APQ row).",
     "- Pooled database connections: the data-access row's own connection and the pools are "
     "long-lived in every configuration (docs/performance.md).",
 ]

@@ -25,13 +25,14 @@ import hashlib
 import json
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
+import strawberry
 from starlette.applications import Starlette
 from starlette.routing import Route
 from strawberry.extensions import SchemaExtension
@@ -48,6 +49,7 @@ from gateway.persisted import DocumentStore
 from gateway.settings import Settings
 
 ROUNDS = 7
+Answer = tuple[int, bytes]  # status and body
 # Twenty services with their names and whole form descriptions: ~17 KiB of
 # answer, where encoding is much of the work (forty are over the cost limit).
 FORMS_PAGE = """query Forms { services(first: 20) { edges { node { code kind name { mn en }
@@ -88,6 +90,16 @@ def _good(status: int, body: bytes) -> bool:
     return status == 200 and b'"errors"' not in body
 
 
+def _check_alike(name: str, with_it: list[Answer], without: list[Answer]) -> None:
+    """Refuse to measure a way on error answers, or on sides that answer
+    differently: then they differ in more than the way."""
+    for status, body in with_it + without:
+        if not _good(status, body):
+            raise RuntimeError(f"{name}: {status} {body[:300]!r}")
+    if [orjson.loads(b) for _, b in with_it] != [orjson.loads(b) for _, b in without]:
+        raise RuntimeError(f"{name}: the two sides answer differently: {with_it[0][1][:200]!r}")
+
+
 async def _round(side: Side, requests: int) -> tuple[float, int]:
     errors = 0
     started = time.process_time()
@@ -101,14 +113,8 @@ async def _round(side: Side, requests: int) -> tuple[float, int]:
 async def compare(
     name: str, sent: str, with_it: Side, without: Side, requests: int, rounds: int = ROUNDS
 ) -> Way:
-    # A way measured on error answers, or on sides that answer differently
-    # (then they differ in more than the way), measures nothing.
     answers = [await call(side.app, side.body, side.headers) for side in (with_it, without)]
-    for status, body in answers:
-        if not _good(status, body):
-            raise RuntimeError(f"{name}: {status} {body[:300]!r}")
-    if orjson.loads(answers[0][1]) != orjson.loads(answers[1][1]):
-        raise RuntimeError(f"{name}: the two sides answer differently: {answers[0][1][:200]!r}")
+    _check_alike(name, [answers[0]], [answers[1]])
     errors = 0
     for side in (with_it, without):  # caches filled, pools opened, code paths warm
         errors += (await _round(side, min(requests, 50)))[1]
@@ -120,6 +126,74 @@ async def compare(
             figures[has_it].append(cost)
             errors += failed
     return Way(name, sent, tuple(figures[True]), tuple(figures[False]), errors)
+
+
+async def first_requests(
+    name: str,
+    sent: str,
+    start: Callable[[bool], contextlib.AbstractAsyncContextManager[Any]],
+    warm_up: bytes,
+    bodies: list[bytes],
+    rounds: int = ROUNDS,
+) -> Way:
+    """A way that works once per process: each round starts a new gateway on
+    each side (``start(True)`` with the way), sends ``warm_up``, then times
+    the first request of each of ``bodies``; a side's figure is their mean CPU."""
+    figures: dict[bool, list[float]] = {True: [], False: []}
+    errors = 0
+    for number in range(rounds):
+        answers: dict[bool, list[Answer]] = {}
+        for has_it in (True, False) if number % 2 == 0 else (False, True):
+            async with start(has_it) as app:
+                # Not timed: what any first request pays (strawberry's and
+                # graphql-core's own first-use work), so that the rounds time
+                # what each new document costs.
+                answers[has_it] = [await call(app, warm_up)]
+                started = time.process_time()
+                answers[has_it] += [await call(app, body) for body in bodies]
+                figures[has_it].append((time.process_time() - started) / len(bodies) * 1e6)
+            errors += sum(not _good(*answer) for answer in answers[has_it])
+        if number == 0:
+            _check_alike(name, answers[True], answers[False])
+    return Way(name, sent, tuple(figures[True]), tuple(figures[False]), errors)
+
+
+@contextlib.asynccontextmanager
+async def started_with_allowlist(settings: Settings, precompiled: bool) -> AsyncIterator[Starlette]:
+    """A new gateway on ``settings`` (an allow-list), started with its
+    documents precompiled or, as before ``schema/precompile.py``, not; the
+    parser's cache, which is the process's, emptied first."""
+    from gateway.app import create_app
+    from schema import precompile
+    from schema.document_cache import _parse
+
+    _parse.cache_clear()
+    app = create_app(settings)
+    app.middleware_stack = app.build_middleware_stack()  # as a server's lifespan call does
+    real = precompile.precompile_all
+    skipped: list[Mapping[str, str]] = []
+
+    async def skip(schema: strawberry.Schema, documents: Mapping[str, str]) -> list[str]:
+        skipped.append(documents)
+        return []
+
+    if not precompiled:
+        precompile.precompile_all = skip
+    try:
+        async with app.router.lifespan_context(app):
+            yield app
+    finally:
+        precompile.precompile_all = real
+    if not precompiled and len(skipped) != 1:  # else this side precompiled after all
+        raise RuntimeError("the gateway's start-up no longer calls precompile_all")
+
+
+def allowlist_of(var_dir: Path, bodies: list[bytes]) -> Path:
+    path = var_dir / "ways-allowlist.json"
+    queries = [orjson.loads(body)["query"] for body in bodies]
+    documents = {hashlib.sha256(q.encode()).hexdigest(): q for q in queries}
+    path.write_bytes(orjson.dumps(documents))
+    return path
 
 
 def without_document_caches(settings: Settings) -> Starlette:
@@ -236,6 +310,19 @@ async def measure_ways(
                 "orjson (against the standard library's json)",
                 "20 services with their form descriptions (~17 KiB), no response cache",
                 Side(plain, forms, {}), Side(stdlib, forms, {}), requests, rounds,
+            ))  # fmt: skip
+            documents = [catalog, forms]
+            warm_up = graphql_body('query WarmUp { agency(code: "URB") { code } }')
+            listed = settings(
+                response_cache_bytes=0, trusted_documents="allowlist",
+                trusted_documents_file=allowlist_of(var_dir, [warm_up, *documents]),
+            )  # fmt: skip
+            ways.append(await first_requests(
+                "precompiled allow-list (parsed and validated at start-up)",
+                "the first request of each of 2 allow-listed documents (the catalog query, the "
+                "forms page) in a newly started gateway, no response cache",
+                lambda precompiled: started_with_allowlist(listed, precompiled),
+                warm_up, documents, rounds,
             ))  # fmt: skip
         if LOOKUP_ROW in by_name:
             lookup = by_name[LOOKUP_ROW]

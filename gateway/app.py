@@ -43,6 +43,7 @@ from gateway.persisted import DocumentStore, document_store, trusted_documents
 from gateway.rate_limit import BUDGET, RateLimitConfigError, RateLimiter, RateLimitMiddleware
 from gateway.settings import Settings, SettingsError
 from gateway.wiring import build_registry, build_sandbox_registry, build_worker
+from schema import precompile
 from schema.context import Context, Services
 from schema.document_cache import DocumentCache, validation_cache
 from schema.limits.cost import operation_cost
@@ -206,6 +207,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        assert isinstance(graphql.schema, strawberry.Schema)
+        await precompile.precompile_all(graphql.schema, documents.allowlist)
         task = asyncio.create_task(worker.run()) if settings.worker else None
         try:
             yield

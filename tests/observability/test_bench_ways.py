@@ -48,6 +48,7 @@ async def test_every_catalog_way_is_measured_on_both_sides_in_rounds(tmp_path: P
         "response cache of the public catalog",
         "parser and validation caches",
         "orjson (against the standard library's json)",
+        "precompiled allow-list (parsed and validated at start-up)",
     ]
     for way in ways:
         assert len(way.with_us) == len(way.without_us) == 2
