@@ -270,6 +270,7 @@ def create_app(
         front=front,
     )
     app.state.services = services
+    app.state.schema = graphql.schema  # for `khaalga documents check`
     app.state.sandbox_registry = sandbox
     app.state.worker = worker
     app.state.sessions = sessions

@@ -233,6 +233,49 @@ def catalog_check() -> None:
 
 
 @main.group()
+def documents() -> None:
+    """The operator's allow-list of trusted documents."""
+
+
+@documents.command("check")
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+def documents_check(path: Path | None) -> None:
+    """Parse and validate every document of PATH (default: the
+    KHAALGA_TRUSTED_DOCUMENTS_FILE) against this gateway's schema, as it
+    does at start-up, and print each failing one's errors in full."""
+    from gateway.app import create_app
+    from gateway.persisted import load_allowlist
+    from schema.precompile import precompile
+
+    settings = _settings()
+    path = path or settings.trusted_documents_file
+    if path is None:
+        raise click.ClickException("give the documents' file or set KHAALGA_TRUSTED_DOCUMENTS_FILE")
+    try:
+        listed = load_allowlist(path)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    # The schema with the extensions a request meets, limits and rules included.
+    schema = create_app(dataclasses.replace(settings, trusted_documents_file=path)).state.schema
+
+    async def check() -> int:
+        failing = 0
+        for sha256, document in listed.items():
+            errors = await precompile(schema, document)
+            failing += bool(errors)
+            for error in errors:
+                where = ", ".join(f"{loc.line}:{loc.column}" for loc in error.locations or ())
+                click.echo(f"{sha256} {where or '-'}: {error.message}")
+        return failing
+
+    failing = asyncio.run(check())
+    summary = f"{len(listed)} checked, {failing} do not run on this schema"
+    if failing:
+        raise click.ClickException(summary)
+    click.echo(summary)
+
+
+@main.group()
 def outbox() -> None:
     """Durable delivery: dead letters and replay."""
 

@@ -14,6 +14,8 @@ nothing charged. Two things come of it:
   hash only, rather than found by the citizen whose app sends it. The
   gateway still starts: the other documents run, and that one's requests
   are answered with its errors, as they would be without this.
+  ``khaalga documents check`` runs the same check for an operator and
+  prints the errors in full.
 
 Strawberry runs these hooks only inside ``Schema.execute``, and no public
 call stops after validation, so the steps are taken here as ``execute``

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from auth.tokens import TokenValidator
 from connectors.base import Action, BackendRequest, BackendResponse, Connector
 from connectors.errors import BackendUnavailable
 from gateway.app import create_app
+from gateway.persisted import document_hash
 from gateway.settings import ROOT, Settings
 
 KHAALGA = [sys.executable, "-m", "gateway.cli"]
@@ -143,3 +145,27 @@ def test_processes_starting_together_agree_on_one_dev_key(tmp_path: Path) -> Non
 
 def _dev_key_pem(var: Path) -> bytes:
     return bytes(load_or_create_key(var / "keys").as_pem(private=True))
+
+
+def test_documents_check_prints_what_does_not_run_on_this_schema(tmp_path: Path) -> None:
+    good = 'query Land { agency(code: "LAND") { code } }'
+    stale = 'query Gone {\n  agency(code: "LAND") { noSuchField }\n}'
+    path = tmp_path / "persisted-documents.json"
+    path.write_text(json.dumps({document_hash(d): d for d in (good, stale)}), encoding="utf-8")
+    result = run("documents", "check", str(path), var=tmp_path)
+    assert result.returncode != 0
+    assert f"{document_hash(stale)} 2:26: Cannot query field 'noSuchField'" in result.stdout
+    assert document_hash(good) not in result.stdout
+    assert "2 checked, 1 do not run on this schema" in result.stderr
+    # From the setting, and all good: exit 0.
+    path.write_text(json.dumps({document_hash(good): good}), encoding="utf-8")
+    result = run("documents", "check", var=tmp_path, KHAALGA_TRUSTED_DOCUMENTS_FILE=str(path))
+    assert (result.returncode, result.stdout.strip()) == (
+        0,
+        "1 checked, 0 do not run on this schema",
+    )
+
+
+def test_documents_check_needs_a_file(tmp_path: Path) -> None:
+    result = run("documents", "check", var=tmp_path)
+    assert result.returncode != 0 and "KHAALGA_TRUSTED_DOCUMENTS_FILE" in result.stderr
