@@ -19,7 +19,8 @@ nothing charged. Two things come of it:
 
 Strawberry runs these hooks only inside ``Schema.execute``, and no public
 call stops after validation, so the steps are taken here as ``execute``
-takes them, with the schema's extensions and runner.
+takes them, with the schema's extensions and runner and strawberry's own
+parse and validate steps.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ import logging
 from collections.abc import Mapping
 
 import strawberry
-from graphql import GraphQLError, parse
+from graphql import GraphQLError
 from strawberry.extensions import AddValidationRules, MaxTokensLimiter
 from strawberry.extensions.runner import SchemaExtensionsRunner
-from strawberry.schema.schema import validate_document
+from strawberry.schema.schema import _parse_operation_document, _run_validation
 from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
@@ -56,28 +57,23 @@ async def precompile(schema: strawberry.Schema, document: str) -> list[GraphQLEr
         for extension in extensions:
             if isinstance(extension, _SHAPING):  # both classes' starts are plain generators
                 started.enter_context(contextlib.contextmanager(extension.on_operation)())
-        return await _parse_and_validate(schema, document, context, runner)
+        return await _parse_and_validate(context, runner)
 
 
 async def _parse_and_validate(
-    schema: strawberry.Schema,
-    document: str,
-    context: ExecutionContext,
-    runner: SchemaExtensionsRunner,
+    context: ExecutionContext, runner: SchemaExtensionsRunner
 ) -> list[GraphQLError]:
+    # Strawberry's own steps (private, and what ``Schema.execute`` calls
+    # between these hooks), so that precompiling cannot drift from a request.
     async with runner.parsing():
         try:
-            if context.graphql_document is None:  # the parser cache did not set it
-                context.graphql_document = parse(document, **context.parse_options)
+            _parse_operation_document(context)
         except GraphQLError as error:
             context.pre_execution_errors = [error]
     if context.graphql_document is None:
         return list(context.pre_execution_errors or ())
     async with runner.validation():
-        if context.pre_execution_errors is None:  # the validation cache did not set them
-            context.pre_execution_errors = validate_document(
-                schema._schema, context.graphql_document, context.validation_rules
-            )
+        _run_validation(context)
     return list(context.pre_execution_errors or ())
 
 
