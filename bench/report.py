@@ -423,9 +423,9 @@ NOT_IN_PROCESS = [
     "- Sync resolvers: the catalog's resolvers (`agencies`, `agency`, `services`, `service`) "
     "are plain functions, and no resolver that awaits nothing is a coroutine; there is no "
     "async twin to measure them against.",
-    "- DataLoader batching per agency: not built. Every lookup is its own service and its own "
-    "back-end operation, and no agency's back end takes several in one call, so there is "
-    "nothing to batch; no scenario calls one agency twice.",
+    "- DataLoader batching per agency: measured above on a SQL agency, whose connector answers "
+    "an operation's lookups in one statement. The REST, SOAP and file agencies' back ends "
+    "take one request per call, so their lookups are sent one by one, as before.",
     "- Precompiled documents: the operator's allow-list is parsed and validated as the gateway "
     "starts (schema/precompile.py), into the caches of the row above; the row measures the "
     "only request that gains, the first of each document in a new process. Later requests cost "

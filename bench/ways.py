@@ -40,14 +40,23 @@ from strawberry.extensions import SchemaExtension
 
 from bench.asgi import call, in_process_settings
 from bench.loadgen import graphql_body
-from bench.scenarios import CATALOG_ROW, FORM, KINDS, LOOKUP_ROW, Scenario
-from connectors.base import Connector
+from bench.scenarios import (
+    CATALOG_ROW,
+    FAN_OUT_KINDS,
+    FAN_OUT_ROW,
+    FORM,
+    KINDS,
+    LOOKUP_ROW,
+    Scenario,
+)
+from connectors.base import BackendRequest, BackendResponse, Connector
 from connectors.config import BackendEndpoint, Timeouts
 from connectors.rest import RestConnector
 from connectors.wire import Wire
 from gateway.catalog.model import Agency
 from gateway.persisted import DocumentStore, document_hash
 from gateway.settings import Settings
+from legacy.samples import CITIZENS, sample_form
 
 ROUNDS = 7
 Answer = tuple[int, bytes]  # status and body
@@ -262,6 +271,50 @@ def unpooled(settings: Settings, agency: str) -> dict[str, Connector]:
     return {agency: _UnpooledRest(found, settings.backends[agency], settings.timeouts)}
 
 
+class _OneAtATime(Connector):
+    """An agency's connector with its batching hidden: not a
+    ``BatchingConnector``, so each lookup is sent on its own."""
+
+    def __init__(self, inner: Connector) -> None:
+        self.inner = inner
+
+    async def send(self, request: BackendRequest) -> BackendResponse:
+        return await self.inner.send(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def one_at_a_time(settings: Settings, agency: str) -> dict[str, Connector]:
+    """``agency``'s SQL connector, its lookups sent one by one."""
+    from connectors.sql import SqlConnector
+    from gateway.catalog.loader import load_catalog
+
+    found = load_catalog(settings.catalog_dir).agency(agency)
+    assert found is not None
+    sql = SqlConnector(found, settings.backends[agency], settings.timeouts)
+    return {agency: _OneAtATime(sql)}
+
+
+async def _records_query(app: Any, code: str) -> bytes:
+    """One query with a lookup of ``code`` for each sample citizen's record."""
+    status, answer = await call(app, graphql_body(FORM, {"code": code}))
+    if not _good(status, answer):
+        raise RuntimeError(f"form of {code}: {answer[:300]!r}")
+    fields = orjson.loads(answer)["data"]["service"]["form"]["fields"]
+    variables: dict[str, object] = {"c": code}
+    for i, citizen in enumerate(CITIZENS):
+        variables[f"i{i}"] = sample_form(fields, citizen)
+    query = (
+        "query Records($c: ID!, "
+        + ", ".join(f"$i{i}: JSON!" for i in range(len(CITIZENS)))
+        + ") { "
+        + " ".join(f"r{i}: lookup(serviceCode: $c, input: $i{i})" for i in range(len(CITIZENS)))
+        + " }"
+    )
+    return graphql_body(query, variables)
+
+
 def _persisted(body: bytes) -> tuple[bytes, bytes]:
     """The APQ registration of ``body``'s document (hash and text) and the
     request that sends its hash alone."""
@@ -288,6 +341,11 @@ async def measure_ways(
         async def started(app: Starlette) -> Starlette:
             await stack.enter_async_context(app.router.lifespan_context(app))
             return app
+
+        async def overridden(agencies: dict[str, Connector]) -> Starlette:
+            """The plain gateway but for these agencies' connectors."""
+            app = create_app(settings(response_cache_bytes=0), connector_overrides=agencies)
+            return await started(app)
 
         plain = await started(create_app(settings(response_cache_bytes=0)))
         ways: list[Way] = []
@@ -337,15 +395,26 @@ async def measure_ways(
                 Side(plain, by_hash, {}), Side(plain, form, {}), requests, rounds,
             ))  # fmt: skip
             agency = KINDS["REST"]
-            per_call = await started(
-                create_app(settings(response_cache_bytes=0),
-                           connector_overrides=unpooled(settings(), agency))
-            )  # fmt: skip
+            per_call = await overridden(unpooled(settings(), agency))
             ways.append(await compare(
                 f"keep-alive pool per agency (against a connection per call, {agency})",
                 "a LOOKUP of one REST service, its data-access row included",
                 Side(plain, lookup.body, lookup.headers),
                 Side(per_call, lookup.body, lookup.headers),
+                max(1, requests // 5), rounds,
+            ))  # fmt: skip
+        if FAN_OUT_ROW in by_name:
+            fan_out = by_name[FAN_OUT_ROW]
+            agency = KINDS["SQL"]
+            records = await _records_query(
+                plain, orjson.loads(fan_out.body)["variables"][f"c{FAN_OUT_KINDS.index('SQL')}"]
+            )
+            alone = await overridden(one_at_a_time(settings(), agency))
+            ways.append(await compare(
+                f"DataLoader batching per agency (against one lookup at a time, {agency})",
+                f"{len(CITIZENS)} LOOKUPs of one SQL service in one query (one statement "
+                "against five), their data-access rows included",
+                Side(plain, records, fan_out.headers), Side(alone, records, fan_out.headers),
                 max(1, requests // 5), rounds,
             ))  # fmt: skip
     return ways

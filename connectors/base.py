@@ -3,17 +3,22 @@
 Like an httpx transport: one async method and ``aclose``. A connector
 speaks back-end field names only; the catalog-driven translation between
 form/result field names and back-end names lives in ``connectors.mapping``.
+
+A kind whose back end can answer several LOOKUPs in one call also
+implements ``BatchingConnector.lookup_many``; the gateway then batches the
+LOOKUPs one GraphQL request makes of that agency (schema/lookup_batches.py).
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from connectors.errors import ConnectorError
     from gateway.catalog.model import Agency
 
 
@@ -65,3 +70,17 @@ class Connector(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional for stateless connectors
         """Release connections, pools and files."""
+
+
+class BatchingConnector(Connector):
+    """A connector whose back end answers several LOOKUPs in one call."""
+
+    @abc.abstractmethod
+    async def lookup_many(
+        self, requests: Sequence[BackendRequest]
+    ) -> list[BackendResponse | ConnectorError]:
+        """One answer per request, in order: a ``BackendResponse`` (status
+        ``NOT_FOUND`` when there is no record) or the ``ConnectorError`` of
+        that request alone (its value does not fit the column, its record is
+        corrupt). Raise a ``ConnectorError`` when the call as a whole failed
+        (the database is unreachable): that is one failed call to the agency."""

@@ -7,10 +7,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from connectors.base import Action, BackendRequest, BackendResponse, Connector
+from connectors.base import Action, BackendRequest, BackendResponse, BatchingConnector, Connector
 from connectors.errors import BackendRejected, ConnectorError
 from connectors.registry import ConnectorRegistry
 from gateway.catalog.loader import Catalog
@@ -18,7 +18,11 @@ from gateway.catalog.model import FieldType
 
 
 class MemoryConnector(Connector):
-    def __init__(self, agency: str, answer: Callable[[BackendRequest], dict[str, object]]) -> None:
+    """``answer`` gives a LOOKUP's record, or None: there is none."""
+
+    def __init__(
+        self, agency: str, answer: Callable[[BackendRequest], dict[str, object] | None]
+    ) -> None:
         self.agency = agency
         self.answer = answer
         self.filed: dict[str, str] = {}  # idempotency key -> reference
@@ -34,7 +38,10 @@ class MemoryConnector(Connector):
             raise self.fail_with
         match request.action:
             case Action.LOOKUP:
-                return BackendResponse(data=self.answer(request))
+                record = self.answer(request)
+                if record is None:
+                    return BackendResponse(status="NOT_FOUND")
+                return BackendResponse(data=record)
             case Action.SUBMIT:
                 assert request.idempotency_key is not None
                 reference = self.filed.get(request.idempotency_key)
@@ -52,6 +59,33 @@ class MemoryConnector(Connector):
 
     async def aclose(self) -> None:
         self.closed = True
+
+
+class BatchingMemoryConnector(MemoryConnector, BatchingConnector):
+    """A fake agency that answers several LOOKUPs in one call, as a SQL one
+    does; ``batches`` holds each call's requests."""
+
+    def __init__(
+        self, agency: str, answer: Callable[[BackendRequest], dict[str, object] | None]
+    ) -> None:
+        super().__init__(agency, answer)
+        self.batches: list[list[BackendRequest]] = []
+
+    async def lookup_many(
+        self, requests: Sequence[BackendRequest]
+    ) -> list[BackendResponse | ConnectorError]:
+        self.batches.append(list(requests))
+        if self.fail_with is not None:
+            raise self.fail_with
+        answers: list[BackendResponse | ConnectorError] = []
+        for request in requests:
+            record = self.answer(request)
+            answers.append(
+                BackendResponse(status="NOT_FOUND")
+                if record is None
+                else BackendResponse(data=record)
+            )
+        return answers
 
 
 SANDBOX_REFERENCE_PREFIX = "SANDBOX"

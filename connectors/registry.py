@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from connectors.base import Action, BackendRequest, BackendResponse, Connector
 from connectors.config import BackendEndpoint, Timeouts
-from connectors.errors import BackendRejected, NotConfigured
+from connectors.errors import BackendRejected, ConnectorError, NotConfigured
 from connectors.kinds import connector_class
 from connectors.mapping import from_backend, to_backend
 from connectors.resilience import ResilientConnector, breaker_factory
@@ -20,6 +20,16 @@ DEFAULT_TIMEOUTS = Timeouts()
 
 class RecordNotFound(Exception):
     """The agency has no record matching a LOOKUP."""
+
+
+def _lookup_request(service: Service, form: Mapping[str, Any]) -> BackendRequest:
+    return BackendRequest(
+        agency=service.agency_code,
+        service_code=service.code,
+        operation=service.binding.operation,
+        action=Action.LOOKUP,
+        payload=to_backend(service, form),
+    )
 
 
 class _Unconfigured(Connector):
@@ -73,6 +83,10 @@ class ConnectorRegistry:
     def connector(self, agency: str) -> ResilientConnector:
         return self._connectors[agency]
 
+    def batches(self, agency: str) -> bool:
+        """Whether the agency's back end answers several LOOKUPs in one call."""
+        return self._connectors[agency].batches
+
     async def lookup(
         self,
         service: Service,
@@ -82,17 +96,36 @@ class ConnectorRegistry:
     ) -> dict[str, Any]:
         """``sending``: called as the request goes to the agency (``ResilientConnector.send``)."""
         agency = self._agencies[service.agency_code]
-        request = BackendRequest(
-            agency=agency.code,
-            service_code=service.code,
-            operation=service.binding.operation,
-            action=Action.LOOKUP,
-            payload=to_backend(service, form),
-        )
+        request = _lookup_request(service, form)
         response = await self.connector(agency.code).send(request, sending=sending)
         if response.status == "NOT_FOUND":
             raise RecordNotFound(service.code)
         return from_backend(agency, service, response.data)
+
+    async def lookup_many(
+        self,
+        lookups: Sequence[tuple[Service, Mapping[str, Any]]],
+        *,
+        sending: Callable[[], None] | None = None,
+    ) -> list[dict[str, Any] | RecordNotFound | ConnectorError]:
+        """LOOKUPs of one agency that ``batches``, as one call: each one's
+        answer, or its own ``RecordNotFound`` or ``ConnectorError``, in
+        order. Raises ``ConnectorError`` if the call as a whole failed."""
+        agency = self._agencies[lookups[0][0].agency_code]
+        requests = [_lookup_request(service, form) for service, form in lookups]
+        responses = await self.connector(agency.code).send_many(requests, sending=sending)
+        answers: list[dict[str, Any] | RecordNotFound | ConnectorError] = []
+        for (service, _), response in zip(lookups, responses, strict=True):
+            if isinstance(response, ConnectorError):
+                answers.append(response)
+            elif response.status == "NOT_FOUND":
+                answers.append(RecordNotFound(service.code))
+            else:
+                try:
+                    answers.append(from_backend(agency, service, response.data))
+                except ConnectorError as exc:
+                    answers.append(exc)
+        return answers
 
     async def submit(
         self, service: Service, form: Mapping[str, Any], idempotency_key: str

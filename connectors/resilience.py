@@ -13,9 +13,9 @@ import contextlib
 import statistics
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from opentelemetry import trace
 from purgatory import AsyncCircuitBreakerFactory
@@ -27,7 +27,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from connectors.base import Action, BackendRequest, BackendResponse, Connector
+from connectors.base import Action, BackendRequest, BackendResponse, BatchingConnector, Connector
 from connectors.errors import (
     BackendBusy,
     CircuitOpen,
@@ -36,6 +36,7 @@ from connectors.errors import (
     TransientError,
 )
 
+R = TypeVar("R")
 _WINDOW = 256
 _tracer = trace.get_tracer("khaalga.connectors")
 _NO_SPAN = contextlib.nullcontext()
@@ -113,18 +114,46 @@ class ResilientConnector(Connector):
         """``sending`` is called once, when the breaker and the cap first let
         the request through to the back end (the data-access log starts its
         row then: schema/operations.py); a refused call never calls it."""
+        inner = self.inner
+        return await self._attempted(request.action, lambda: inner.send(request), sending)
+
+    async def send_many(
+        self, requests: Sequence[BackendRequest], *, sending: Callable[[], None] | None = None
+    ) -> list[BackendResponse | ConnectorError]:
+        """Several LOOKUPs as one call to a ``BatchingConnector``'s back end:
+        one pass through the breaker, one slot of the cap, one observation,
+        retried as a whole. Each request's own failure comes back in its
+        place; a failure of the call raises, as ``send`` does."""
+        inner = self.inner
+        if len(requests) == 1:
+            return [await self.send(requests[0], sending=sending)]
+        if not isinstance(inner, BatchingConnector):
+            raise TypeError(f"{self.agency}'s connector does not batch")
+        return await self._attempted(Action.LOOKUP, lambda: inner.lookup_many(requests), sending)
+
+    @property
+    def batches(self) -> bool:
+        return isinstance(self.inner, BatchingConnector)
+
+    async def _attempted(
+        self, action: Action, call: Callable[[], Awaitable[R]], sending: Callable[[], None] | None
+    ) -> R:
         once = [sending] if sending is not None else []
         try:
-            return await self._guarded(request, once)
+            return await self._guarded(action, call, once)
         except ConnectorError as exc:
-            if request.action is not Action.LOOKUP or not _retryable(exc):
+            if action is not Action.LOOKUP or not _retryable(exc):
                 raise
             failure = exc
-        return await self._retried(request, failure, once)
+        return await self._retried(action, call, failure, once)
 
     async def _retried(
-        self, request: BackendRequest, failure: ConnectorError, once: list[Callable[[], None]]
-    ) -> BackendResponse:
+        self,
+        action: Action,
+        call: Callable[[], Awaitable[R]],
+        failure: ConnectorError,
+        once: list[Callable[[], None]],
+    ) -> R:
         """The further attempts at a LOOKUP whose first attempt failed.
 
         Tenacity is brought in only now: around every call it cost an
@@ -144,49 +173,45 @@ class ResilientConnector(Connector):
             with attempt:
                 if failures:
                     raise failures.pop()
-                return await self._guarded(request, once)
+                return await self._guarded(action, call, once)
         raise AssertionError("unreachable: tenacity reraises")
 
     async def _guarded(
-        self, request: BackendRequest, once: list[Callable[[], None]]
-    ) -> BackendResponse:
+        self, action: Action, call: Callable[[], Awaitable[R]], once: list[Callable[[], None]]
+    ) -> R:
         # One span and one observation per attempt, breaker and cap included,
         # so a refused call (CircuitOpen, BackendBusy) is seen as well.
         span: contextlib.AbstractContextManager[object] = _NO_SPAN
         if self.traced:
-            attributes = {"khaalga.agency": self.agency, "khaalga.action": request.action.value}
-            name = f"{self.agency} {request.action.value}"
+            attributes = {"khaalga.agency": self.agency, "khaalga.action": action.value}
+            name = f"{self.agency} {action.value}"
             span = _tracer.start_as_current_span(name, attributes=attributes)
         started = time.perf_counter()
         with span:
             try:
-                response = await self._breaker_guarded(request, once)
+                response = await self._breaker_guarded(call, once)
             except ConnectorError as exc:
-                self._observe(request, started, exc)
+                self._observe(action, started, exc)
                 raise
-        self._observe(request, started, None)
+        self._observe(action, started, None)
         return response
 
-    def _observe(
-        self, request: BackendRequest, started: float, error: ConnectorError | None
-    ) -> None:
+    def _observe(self, action: Action, started: float, error: ConnectorError | None) -> None:
         if self.observer is not None:
             elapsed = time.perf_counter() - started
-            self.observer.call_finished(self.agency, request.action, elapsed, error)
+            self.observer.call_finished(self.agency, action, elapsed, error)
 
     async def _breaker_guarded(
-        self, request: BackendRequest, once: list[Callable[[], None]]
-    ) -> BackendResponse:
+        self, call: Callable[[], Awaitable[R]], once: list[Callable[[], None]]
+    ) -> R:
         breaker = await self.breakers.get_breaker(self.agency)
         try:
             async with breaker:
-                return await self._capped(request, once)
+                return await self._capped(call, once)
         except OpenedState as exc:
             raise CircuitOpen(self.agency, "circuit breaker open") from exc
 
-    async def _capped(
-        self, request: BackendRequest, once: list[Callable[[], None]]
-    ) -> BackendResponse:
+    async def _capped(self, call: Callable[[], Awaitable[R]], once: list[Callable[[], None]]) -> R:
         try:
             # Not wait_for: on Python 3.11 it wraps the acquire in a task of its own.
             # A free slot is taken at once: no timer to set and cancel then.
@@ -198,7 +223,7 @@ class ResilientConnector(Connector):
         try:
             if once:
                 once.pop()()
-            response = await self.inner.send(request)
+            response = await call()
         except ConnectorError as exc:
             self.stats.record((time.perf_counter() - started) * 1000, exc)
             raise

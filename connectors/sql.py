@@ -16,18 +16,31 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import MetaData, Select, Table, bindparam, insert, inspect, select, update
+from sqlalchemy import (
+    CompoundSelect,
+    Integer,
+    MetaData,
+    Select,
+    Table,
+    bindparam,
+    insert,
+    inspect,
+    literal_column,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql.schema import Column
 
-from connectors.base import Action, BackendRequest, BackendResponse, Connector
+from connectors.base import Action, BackendRequest, BackendResponse, BatchingConnector
 from connectors.config import BackendEndpoint, Timeouts
 from connectors.errors import (
     BackendRejected,
@@ -41,9 +54,12 @@ from connectors.sqlite_reads import SqliteReads, SqliteStatement
 from gateway.catalog.model import Agency, Service
 from gateway.db.failures import classify, error_code
 
+T = TypeVar("T")
 _DEFAULT_TIMEOUTS = Timeouts()
 _POOL_SIZE = 10
 _POOL_RECYCLE = 1800.0  # seconds a connection is used before it is replaced
+_BATCH_SHAPES = 64  # compiled batch statements kept per connector
+_BATCH_KEY = "khaalga_batch_key"
 RESERVED_COLUMNS = ("ID", "IDEM_KEY", "REF_NO", "STS_CD", "STS_NOTE", "CRT_DT", "UPD_DT")
 STATUSES = frozenset({"DELIVERED", "IN_REVIEW", "NEEDS_INFO", "APPROVED", "REJECTED", "ISSUED"})
 
@@ -138,7 +154,17 @@ class _LookupQuery:
         return {f"p{i}": value for i, value in enumerate(bound.values()) if value is not None}
 
 
-class SqlConnector(Connector):
+@dataclass(frozen=True, slots=True)
+class _BatchQuery:
+    """Several LOOKUPs of one service as one statement: each lookup's own
+    SELECT (its LIMIT 2 included) as a derived table, tagged with its place
+    in the batch, the lot joined by UNION ALL."""
+
+    statement: CompoundSelect[Any]
+    compiled: SqliteStatement | None
+
+
+class SqlConnector(BatchingConnector):
     """Reads registers and files applications straight in the agency's database."""
 
     @classmethod
@@ -176,6 +202,7 @@ class SqlConnector(Connector):
         self._metadata = MetaData()
         self._tables: dict[str, Table] = {}
         self._lookups: dict[tuple[str, str, tuple[tuple[str, bool], ...]], _LookupQuery] = {}
+        self._batches: dict[tuple[object, ...], _BatchQuery] = {}
         self._reflecting = asyncio.Lock()
         self._closed = False
         # Half the pool at most, so filings always find a connection.
@@ -194,11 +221,32 @@ class SqlConnector(Connector):
     # -- the one error boundary ------------------------------------------------------
 
     async def send(self, request: BackendRequest) -> BackendResponse:
+        return await self._bounded(request, self._dispatch(request))
+
+    async def lookup_many(
+        self, requests: Sequence[BackendRequest]
+    ) -> list[BackendResponse | ConnectorError]:
+        answers: list[BackendResponse | ConnectorError | None] = [None] * len(requests)
+        by_service: dict[str, list[int]] = {}
+        for i, request in enumerate(requests):
+            by_service.setdefault(request.service_code, []).append(i)
+        # One statement per service (its table); a batch rarely spans
+        # services, so they go one after the other.
+        for indexes in by_service.values():
+            group = [requests[i] for i in indexes]
+            found = await self._bounded(group[0], self._lookup_group(group))
+            for i, answer in zip(indexes, found, strict=True):
+                answers[i] = answer
+        return [answer for answer in answers if answer is not None]
+
+    async def _bounded(self, request: BackendRequest, work: Coroutine[Any, Any, T]) -> T:
+        """``work`` on ``request``'s behalf, its failures as connector errors."""
         if self._closed:
+            work.close()
             raise BackendUnavailable(self._agency.code, "connector is closed")
         try:
             async with asyncio.timeout(self._timeouts.total):
-                return await self._dispatch(request)
+                return await work
         except ConnectorError:
             raise
         except TimeoutError as exc:
@@ -315,6 +363,116 @@ class SqlConnector(Connector):
             ),
         )
         self._lookups[key] = query
+        return query
+
+    async def _lookup_group(
+        self, requests: Sequence[BackendRequest]
+    ) -> list[BackendResponse | ConnectorError]:
+        """Lookups of one service: what does not fit its columns fails
+        alone, the rest run as one statement."""
+        first = requests[0]
+        service = self._services.get(first.service_code)
+        if service is None:
+            raise MappingError(
+                self._agency.code, first.service_code, "code", "not a service of this agency"
+            )
+        table = await self._table(service, first.operation)
+        answers: list[BackendResponse | ConnectorError] = []
+        bounds: list[dict[Column[Any], Any]] = []
+        for request in requests:
+            try:
+                bounds.append(self._bound(table, service, request.payload))
+            except MappingError as exc:
+                answers.append(exc)
+            else:
+                answers.append(BackendResponse(status="NOT_FOUND"))
+        if not bounds:
+            return answers
+        query = self._batch_query(table, service, bounds)
+        parameters = {
+            f"b{j}_{name}": value
+            for j, bound in enumerate(bounds)
+            for name, value in _LookupQuery.parameters(bound).items()
+        }
+        rows: Sequence[Sequence[Any]]
+        compiled = query.compiled
+        if self._reads is not None and compiled is not None:
+            rows = await self._reads.fetch_raw(compiled, parameters)
+        else:
+            compiled = None  # the engine has processed them
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(query.statement, parameters)).all()
+        found: dict[int, list[Sequence[Any]]] = {}
+        for row in rows:
+            found.setdefault(int(row[0]), []).append(row)
+        places = [i for i, answer in enumerate(answers) if not isinstance(answer, ConnectorError)]
+        lookup = self._lookup_query(table, service, bounds[0])
+        for j, place in enumerate(places):
+            records = found.get(j, [])
+            if len(records) > 1:
+                answers[place] = ProtocolError(
+                    self._agency.code,
+                    f"{service.code}: the register holds several records for one key",
+                )
+            elif records:
+                answers[place] = self._record(service, lookup, records[0], compiled)
+        return answers
+
+    def _record(
+        self,
+        service: Service,
+        lookup: _LookupQuery,
+        row: Sequence[Any],
+        compiled: SqliteStatement | None,
+    ) -> BackendResponse | ProtocolError:
+        # The errors a single lookup's would raise, kept to this row's lookup.
+        try:
+            values = compiled.row(row) if compiled is not None else row
+            return BackendResponse(data={
+                name: self._raw(service, column, value)
+                for name, column, value in zip(
+                    lookup.names, lookup.columns, values[1:], strict=True
+                )
+            })  # fmt: skip
+        except ProtocolError as exc:
+            return exc
+        except (ValueError, TypeError, ArithmeticError):
+            return ProtocolError(
+                self._agency.code, f"{service.code}: unparseable value in the agency's record"
+            )
+
+    def _batch_query(
+        self, table: Table, service: Service, bounds: Sequence[Mapping[Column[Any], Any]]
+    ) -> _BatchQuery:
+        """The batch's statement, built once per service and sequence of
+        lookup shapes (which criteria are null), like ``_lookup_query``."""
+        shapes = tuple(
+            tuple((column.name, value is None) for column, value in bound.items())
+            for bound in bounds
+        )
+        key = (service.code, table.name, shapes)
+        query = self._batches.get(key)
+        if query is not None:
+            return query
+        lookup = self._lookup_query(table, service, bounds[0])
+        branches = []
+        for j, bound in enumerate(bounds):
+            criteria = [
+                column.is_(None) if value is None else column == bindparam(f"b{j}_p{i}")
+                for i, (column, value) in enumerate(bound.items())
+            ]
+            one = select(*lookup.columns).where(*criteria).limit(2).subquery(f"k{j}")
+            branches.append(select(literal_column(str(j), Integer).label(_BATCH_KEY), *one.c))
+        statement = union_all(*branches)
+        query = _BatchQuery(
+            statement=statement,
+            compiled=(
+                SqliteStatement.compile(statement, self._engine.dialect) if self._reads else None
+            ),
+        )
+        if len(self._batches) >= _BATCH_SHAPES:
+            del self._batches[next(iter(self._batches))]  # the oldest
+        self._batches[key] = query
         return query
 
     async def _submit(self, service: Service, request: BackendRequest) -> BackendResponse:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select
+from sqlalchemy import CompoundSelect, Select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -52,7 +52,9 @@ class SqliteStatement:
     results: tuple[_Processor, ...]
 
     @classmethod
-    def compile(cls, statement: Select[Any], dialect: Dialect) -> SqliteStatement:
+    def compile(
+        cls, statement: Select[Any] | CompoundSelect[Any], dialect: Dialect
+    ) -> SqliteStatement:
         compiled = statement.compile(dialect=dialect)
         names = tuple(compiled.positiontup or ())
         return cls(
@@ -101,6 +103,13 @@ class SqliteReads:
 
     async def fetch(self, statement: SqliteStatement, values: Mapping[str, Any]) -> list[Any]:
         """The statement's rows, processed; raises SQLAlchemy's ``DBAPIError``."""
+        return [statement.row(row) for row in await self.fetch_raw(statement, values)]
+
+    async def fetch_raw(
+        self, statement: SqliteStatement, values: Mapping[str, Any]
+    ) -> list[Sequence[Any]]:
+        """The rows as sqlite3 gives them, for a caller that processes each
+        (``statement.row``) on its own: a batch's junk value fails its row only."""
         parameters = statement.parameters(values)
         borrowed, kept = (self._idle.pop(), True) if self._idle else (await self._borrow(), False)
         if not kept and self._kept < self._keep and not self._closed:
@@ -126,7 +135,7 @@ class SqliteReads:
             self._idle.append(borrowed)
         else:
             await borrowed.connection.close()
-        return [statement.row(row) for row in rows]
+        return list(rows)
 
     async def _borrow(self) -> _Borrowed:
         connection = await self._engine.connect()

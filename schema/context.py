@@ -14,6 +14,7 @@ from gateway.catalog.loader import Catalog
 from gateway.events import ApplicationEvents, MemoryEvents
 from schema.catalog_view import CatalogView
 from schema.limits.cost import CostBudget
+from schema.lookup_batches import LookupBatches
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,3 +57,10 @@ class Context:
     # The HTTP request's rate-limit budget, charged with the operation's cost
     # (schema/limits/cost.py); None where nothing is limited.
     budget: CostBudget | None = None
+    _lookup_batches: LookupBatches | None = field(default=None, init=False, repr=False)
+
+    def lookup_batches(self) -> LookupBatches:
+        """Made at the first lookup of an agency that batches."""
+        if self._lookup_batches is None:
+            self._lookup_batches = LookupBatches(self.services.access_log)
+        return self._lookup_batches

@@ -11,24 +11,23 @@ touches no real personal data.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from auth.audit.model import Access, Purpose
-from auth.audit.record import access_by
+from auth.audit.record import RowsWhenSent, access_by
 from auth.permissions.scopes import missing_scopes, service_scopes
 from auth.principal import Principal, PrincipalKind
 from connectors.errors import ConnectorError
-from connectors.registry import RecordNotFound
+from connectors.registry import ConnectorRegistry, RecordNotFound
 from gateway.applications import Filed, IdempotencyConflict
 from gateway.catalog.model import FieldType, FormField, Service, ServiceKind, Text
 from gateway.catalog.validation import FormInvalid, validate_form
 from gateway.db import tables
-from gateway.group_commit import report_abandoned
 from schema import errors
 from schema.context import Context
+from schema.lookup_batches import PendingLookup
 
 
 def require_citizen(context: Context) -> Principal:
@@ -139,41 +138,45 @@ async def lookup(context: Context, service: Service, form: Mapping[str, Any]) ->
     rather than after its answer: the log's commit no longer adds to the
     wait (a fan-out's rows share one commit, too). So a request that was
     sent is logged even if no answer comes back, as a delivery attempt is,
-    and one refused before sending is not."""
+    and one refused before sending is not. An agency whose back end answers
+    several lookups in one call gets this operation's lookups of it as one
+    batch (schema/lookup_batches.py), logged the same way."""
     principal = require_caller(context, service)
     clean = _validated(service, form)
     # Every result field is named, as every one is in each answer.
     fields = [*clean, *(result.name for result in service.result)]
     accesses = _accesses(principal, service, clean, fields, Purpose.LOOKUP)
-    written: asyncio.Task[None] | None = None
-
-    def sending() -> None:
-        nonlocal written
-        written = asyncio.ensure_future(context.services.access_log.record(*accesses))
-
     registry = context.services.registry_for(principal)
     try:
-        values = await registry.lookup(service, clean, sending=sending if accesses else None)
+        if registry.batches(service.agency_code):
+            batches = context.lookup_batches()
+            return await batches.lookup(registry, PendingLookup(service, clean, accesses))
+        return await _sent(context, registry, service, clean, accesses)
     except RecordNotFound as exc:
-        await _logged(written)
         raise errors.not_found("Бүртгэл", "Record") from exc
     except ConnectorError as exc:
-        await _logged(written)
         raise errors.from_connector(exc) from exc
-    except BaseException:
-        # Cut off (its time budget, say) or failed unforeseen: the row is
-        # still written (not cancelled: the agency has the request), and
-        # should that fail, no one is left to see it but the log.
-        if written is not None:
-            written.add_done_callback(report_abandoned)
+
+
+async def _sent(
+    context: Context,
+    registry: ConnectorRegistry,
+    service: Service,
+    clean: Mapping[str, Any],
+    accesses: Sequence[Access],
+) -> dict[str, Any]:
+    """One lookup, on its own (an agency whose back end answers one at a time)."""
+    rows = RowsWhenSent(context.services.access_log, accesses)
+    try:
+        values = await registry.lookup(service, clean, sending=rows.sending)
+    except (RecordNotFound, ConnectorError):
+        await rows.stored()
         raise
-    await _logged(written)
+    except BaseException:
+        rows.abandoned()
+        raise
+    await rows.stored()
     return values
-
-
-async def _logged(written: asyncio.Task[None] | None) -> None:
-    if written is not None:
-        await written  # raises if the row could not be written
 
 
 async def submit(

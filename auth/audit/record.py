@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Literal, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -16,7 +17,7 @@ from auth.principal import Principal
 from auth.request_id import REQUEST_ID
 from gateway.clock import utcnow
 from gateway.db.engine import bound_engine, sqlite_file
-from gateway.group_commit import GroupCommit
+from gateway.group_commit import GroupCommit, report_abandoned
 
 
 def access_by(
@@ -107,3 +108,37 @@ class AccessLog:
         await self._commit.aclose()
         if self._direct is not None:
             await self._direct.aclose()
+
+
+class RowsWhenSent:
+    """The rows of a call that hands citizens' data to an agency: started
+    as the call is sent (``sending``, the connector's callback: a call
+    refused before sending logs nothing) and written while the agency works,
+    so the commit adds nothing to the wait; ``stored`` is awaited before the
+    answer is handed out (no row, no data)."""
+
+    __slots__ = ("_accesses", "_log", "_written")
+
+    def __init__(self, log: AccessLog, accesses: Sequence[Access]) -> None:
+        self._log = log
+        self._accesses = accesses
+        self._written: asyncio.Task[None] | None = None
+
+    @property
+    def sending(self) -> Callable[[], None] | None:
+        return self._start if self._accesses else None
+
+    def _start(self) -> None:
+        self._written = asyncio.ensure_future(self._log.record(*self._accesses))
+
+    async def stored(self) -> None:
+        """Raises if the rows could not be written."""
+        if self._written is not None:
+            await self._written
+
+    def abandoned(self) -> None:
+        """The call was cut off or failed unforeseen: the rows are still
+        written (the agency may have the data), and should that fail, no one
+        is left to see it but the log."""
+        if self._written is not None:
+            self._written.add_done_callback(report_abandoned)

@@ -393,3 +393,58 @@ async def test_missing_table_is_mapping_error(env: Env) -> None:
         await connector.send(submit(elsewhere, f"k-{uuid.uuid4()}"))
     assert "PROP-002" in str(caught.value)
     assert caught.value.field == "operation"
+
+
+async def test_a_batch_answers_as_its_lookups_one_by_one(env: Env) -> None:
+    svc = service(env.agency, ServiceKind.LOOKUP)
+    unknown = payload_for(svc, CITIZENS[0]) | {"REG_NO": "АА00000000"}
+    no_parcel = payload_for(svc, CITIZENS[1]) | {"PRCL_NO": None}  # IS NULL, not = NULL
+    unfit = payload_for(svc, CITIZENS[2]) | {"REG_NO": 12}  # an int for a text column
+    payloads = [payload_for(svc, c) for c in CITIZENS] + [unknown, no_parcel, unfit]
+    payloads.append(payloads[0])  # the same key twice in one batch
+    requests = [lookup(env.agency, payload) for payload in payloads]
+
+    batched = await env.connector.lookup_many(requests)
+
+    one_by_one: list[object] = []
+    for request in requests:
+        try:
+            one_by_one.append(await env.connector.send(request))
+        except MappingError as exc:
+            one_by_one.append(exc)
+    assert len(batched) == len(requests)
+    for alone, together in zip(one_by_one, batched, strict=True):
+        if isinstance(alone, MappingError):
+            assert isinstance(together, MappingError)
+            assert together.field == alone.field
+        else:
+            assert together == alone
+    assert [answer.status for answer in batched[: len(CITIZENS)]] == [None] * len(CITIZENS)
+    assert batched[len(CITIZENS)] == BackendResponse(status="NOT_FOUND")
+    assert batched[-1] == batched[0]
+    # Every shape of a batch is one statement: the same sequence of shapes is built once.
+    assert len(env.connector._batches) == 1
+    await env.connector.lookup_many(requests)
+    assert len(env.connector._batches) == 1
+
+
+async def test_a_corrupt_record_fails_its_own_lookup_only(env: Env) -> None:
+    svc = service(env.agency, ServiceKind.LOOKUP)
+    env.sim.faults.garbage = True  # every register row gets a twin with the same key
+    await env.sim.apply_faults()
+    known = [lookup(env.agency, payload_for(svc, c)) for c in CITIZENS[:2]]
+    unknown = lookup(env.agency, payload_for(svc, CITIZENS[0]) | {"REG_NO": "АА00000000"})
+    answers = await env.connector.lookup_many([*known, unknown])
+    assert all(isinstance(answer, ProtocolError) for answer in answers[:2])
+    assert CITIZENS[0] not in str(answers[0])
+    assert answers[2] == BackendResponse(status="NOT_FOUND")
+
+
+async def test_a_batch_on_a_missing_table_fails_as_a_whole(env: Env) -> None:
+    elsewhere = make_agency(env.suffix + "ZZ")
+    connector = env.connect(elsewhere)
+    svc = service(elsewhere, ServiceKind.LOOKUP)
+    requests = [lookup(elsewhere, payload_for(svc, c)) for c in CITIZENS[:2]]
+    with pytest.raises(MappingError) as caught:
+        await connector.lookup_many(requests)
+    assert caught.value.field == "operation"

@@ -52,5 +52,5 @@ def test_a_one_second_run_writes_a_report(tmp_path: Path) -> None:
     # The ways there, each against the same gateway without it, every answer good.
     ways = report.split("## The ways there, one at a time (in process)")[1].split("\n## ")[0]
     rows = [line for line in ways.splitlines() if line.startswith("| ") and "---" not in line]
-    assert len(rows) == 7  # the header and six ways
+    assert len(rows) == 8  # the header and seven ways
     assert all(row.endswith("| 0 |") for row in rows[1:])
