@@ -276,6 +276,7 @@ class SqlConnector(BatchingConnector):
                     # The schema changed under us: forget it so the next call reflects anew.
                     self._tables.pop(request.operation.casefold(), None)
                     self._lookups.clear()
+                    self._batches.clear()
                     return MappingError(
                         agency,
                         code,
@@ -385,7 +386,7 @@ class SqlConnector(BatchingConnector):
             except MappingError as exc:
                 answers.append(exc)
             else:
-                answers.append(BackendResponse(status="NOT_FOUND"))
+                answers.append(BackendResponse(status="NOT_FOUND"))  # until its record is found
         if not bounds:
             return answers
         query = self._batch_query(table, service, bounds)
@@ -425,7 +426,7 @@ class SqlConnector(BatchingConnector):
         row: Sequence[Any],
         compiled: SqliteStatement | None,
     ) -> BackendResponse | ProtocolError:
-        # The errors a single lookup's would raise, kept to this row's lookup.
+        # The errors a single lookup would raise on this row, kept to its own lookup.
         try:
             values = compiled.row(row) if compiled is not None else row
             return BackendResponse(data={

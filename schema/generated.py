@@ -83,7 +83,7 @@ def _form_of(value: object) -> dict[str, Any]:
 
 def _lookup_resolver(service: Service, input_type: type, result_type: type) -> Callable[..., Any]:
     async def resolve(info: strawberry.Info, input: Any) -> Any:
-        values = await operations.lookup(info.context, service, _form_of(input))
+        values = await operations.lookup(info, service, _form_of(input))
         return result_type(**values)
 
     resolve.__annotations__ = {

@@ -8,6 +8,14 @@ before the loop's next turn joins the batch. One loader per agency and
 registry (a sandbox app's lookups go to the sandbox, never batched with
 real ones), held by the request's context, so nothing crosses principals.
 
+Only for an agency that the operation's root fields look up more than once
+(``asked_again``, from the document and its variables): a loader's batch
+starts a turn or two of the loop later than a direct call, and a lone
+lookup gains nothing from waiting. Worse, its data-access row then missed
+the commit that the operation's other rows shared (gateway/group_commit.py):
+with its SQL leg sent through the loader, the fan-out query cost 29 % more
+CPU (docs/performance.md, "DataLoader batching per agency").
+
 Without its cache: a WebSocket's context lives as long as the socket, and
 a cache there would keep (and serve) answers from one operation to the
 next. The same lookup asked twice in one batch (the same service and
@@ -21,10 +29,20 @@ the batch's rows are stored (schema/operations.py says why).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Hashable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    SelectionSetNode,
+    VariableNode,
+)
+from strawberry import Info
 from strawberry.dataloader import DataLoader
 
 from auth.audit.model import Access
@@ -52,12 +70,68 @@ class PendingLookup:
         return self.service.code, repr(sorted(self.form.items()))
 
 
+def asked_again(info: Info) -> frozenset[str]:
+    """The agencies that more than one of the operation's root fields looks
+    up: typed LOOKUP fields, and ``lookup`` by its ``serviceCode``, fragments
+    included. ``@skip`` and ``@include`` are not read: a field they leave out
+    only makes a batch of one, which costs a little and changes no answer."""
+    counted: Counter[str] = Counter()
+    services = info.context.services
+    # graphql-core's info: strawberry's has no public way to the fragments.
+    fragments = info._raw_info.fragments
+    for node in _root_fields(info.operation.selection_set, fragments, set()):
+        name = node.name.value
+        service = services.lookup_fields.get(name)
+        if service is None and name == "lookup":
+            code = _argument(node, "serviceCode", info.variable_values)
+            service = services.catalog.service(code) if isinstance(code, str) else None
+        if service is not None:
+            counted[service.agency_code] += 1
+    return frozenset(agency for agency, times in counted.items() if times > 1)
+
+
+def _root_fields(
+    selections: SelectionSetNode, fragments: Mapping[str, FragmentDefinitionNode], seen: set[str]
+) -> Iterator[FieldNode]:
+    for node in selections.selections:
+        if isinstance(node, FieldNode):
+            yield node
+        elif isinstance(node, InlineFragmentNode):
+            yield from _root_fields(node.selection_set, fragments, seen)
+        elif isinstance(node, FragmentSpreadNode) and node.name.value not in seen:
+            seen.add(node.name.value)  # validation forbids cycles; a repeat adds nothing
+            fragment = fragments.get(node.name.value)
+            if fragment is not None:
+                yield from _root_fields(fragment.selection_set, fragments, seen)
+
+
+def _argument(node: FieldNode, name: str, variables: Mapping[str, Any]) -> object:
+    for argument in node.arguments or ():
+        if argument.name.value == name:
+            value = argument.value
+            if isinstance(value, VariableNode):
+                return variables.get(value.name.value)
+            return getattr(value, "value", None)
+    return None
+
+
 class LookupBatches:
     """The loaders of one request (or WebSocket), made as they are first needed."""
 
     def __init__(self, access_log: AccessLog) -> None:
         self._access_log = access_log
         self._loaders: dict[tuple[int, str], DataLoader[PendingLookup, dict[str, Any]]] = {}
+        # For the operation last asked about and its variables: a WebSocket's
+        # context sees several, one after the other.
+        self._asked_again: tuple[object, object, frozenset[str]] = (None, None, frozenset())
+
+    def worth_it(self, info: Info, agency: str) -> bool:
+        """Whether this operation looks ``agency`` up more than once."""
+        operation, variables, again = self._asked_again
+        if operation is not info.operation or variables is not info.variable_values:
+            again = asked_again(info)
+            self._asked_again = (info.operation, info.variable_values, again)
+        return agency in again
 
     async def lookup(self, registry: ConnectorRegistry, pending: PendingLookup) -> dict[str, Any]:
         """The lookup's answer; raises its ``RecordNotFound`` or ``ConnectorError``."""

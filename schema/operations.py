@@ -15,6 +15,8 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from strawberry import Info
+
 from auth.audit.model import Access, Purpose
 from auth.audit.record import RowsWhenSent, access_by
 from auth.permissions.scopes import missing_scopes, service_scopes
@@ -129,7 +131,7 @@ def _accesses(
     ]  # fmt: skip
 
 
-async def lookup(context: Context, service: Service, form: Mapping[str, Any]) -> dict[str, Any]:
+async def lookup(info: Info, service: Service, form: Mapping[str, Any]) -> dict[str, Any]:
     """The citizen's data goes to the agency, and its answer comes back only
     once the access is in the log: no log row, no data.
 
@@ -141,6 +143,7 @@ async def lookup(context: Context, service: Service, form: Mapping[str, Any]) ->
     and one refused before sending is not. An agency whose back end answers
     several lookups in one call gets this operation's lookups of it as one
     batch (schema/lookup_batches.py), logged the same way."""
+    context: Context = info.context
     principal = require_caller(context, service)
     clean = _validated(service, form)
     # Every result field is named, as every one is in each answer.
@@ -148,8 +151,10 @@ async def lookup(context: Context, service: Service, form: Mapping[str, Any]) ->
     accesses = _accesses(principal, service, clean, fields, Purpose.LOOKUP)
     registry = context.services.registry_for(principal)
     try:
-        if registry.batches(service.agency_code):
-            batches = context.lookup_batches()
+        agency = service.agency_code
+        if registry.batches(agency) and (batches := context.lookup_batches()).worth_it(
+            info, agency
+        ):
             return await batches.lookup(registry, PendingLookup(service, clean, accesses))
         return await _sent(context, registry, service, clean, accesses)
     except RecordNotFound as exc:

@@ -153,7 +153,7 @@ class BaseQuery:
         service = operations.find_service(info.context, str(service_code), ServiceKindModel.LOOKUP)
         if not isinstance(input, dict):
             raise errors.bad_user_input({"input": _NOT_OBJECT})
-        values = await operations.lookup(info.context, service, input)
+        values = await operations.lookup(info, service, input)
         return cast(JSON, operations.jsonable(values))
 
     @strawberry.field(permission_classes=[ApplicationReader])

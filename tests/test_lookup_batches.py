@@ -24,6 +24,7 @@ from gateway.catalog.loader import load_catalog
 from gateway.db.tables import AccessEvent
 from gateway.settings import ROOT, Settings
 from legacy.samples import CITIZENS, sample_form
+from schema.lookup_batches import LookupBatches, PendingLookup
 from tests.auth.conftest import FORM_QUERY, NO_RATE_LIMITS
 from tests.support.gateway import Api, token_for
 from tests.test_api import fake_answers
@@ -68,7 +69,7 @@ async def _rig(database_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
 
     prop = BatchingMemoryConnector("PROP", register)
     settings = Settings(var_dir=tmp_path, database_url=database_url, worker=False,
-                        rate_limits=NO_RATE_LIMITS)  # fmt: skip
+                        rate_limits=NO_RATE_LIMITS, breaker_threshold=2)  # fmt: skip
     app = create_app(settings, connector_overrides={**agencies, "PROP": prop})
     transport = httpx.ASGITransport(app=app)
     async with (
@@ -140,6 +141,18 @@ async def test_a_failed_call_fails_every_lookup_in_it_and_they_are_logged(rig: R
     assert await rig.rows() == 2  # the agency had them: logged, once
 
 
+async def test_a_batch_refused_by_the_open_breaker_is_neither_sent_nor_logged(rig: Rig) -> None:
+    rig.prop.fail_with = BackendUnavailable("PROP", "database unavailable")
+    variables = {"a": "1000001", "b": "1000002"}
+    await rig.citizen.gql(query("a", "b"), variables)  # two failed calls open the breaker
+    sent, rows = len(rig.prop.batches), await rig.rows()
+    assert sent == 2 and rows == 2
+
+    body = await rig.citizen.gql(query("a", "b"), variables)
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["AGENCY_UNAVAILABLE"] * 2
+    assert len(rig.prop.batches) == sent and await rig.rows() == rows
+
+
 async def test_without_the_rows_no_lookup_of_the_batch_gets_data(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -151,3 +164,37 @@ async def test_without_the_rows_no_lookup_of_the_batch_gets_data(
     assert body["data"] is None or body["data"] == {"a": None, "b": None}
     assert [e["extensions"]["code"] for e in body["errors"]] == ["UNAVAILABLE"] * 2
     assert len(rig.prop.batches) == 1  # the agency was asked; its answers were not shown
+
+
+async def test_a_lone_lookup_of_an_agency_does_not_wait_for_a_batch(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A batch starts a turn of the event loop later; alone, a lookup gains nothing by it.
+    batched: list[str] = []
+    through_loader = LookupBatches.lookup
+
+    async def spied(self: LookupBatches, registry: Any, pending: PendingLookup) -> Any:
+        batched.append(pending.service.code)
+        return await through_loader(self, registry, pending)
+
+    monkeypatch.setattr(LookupBatches, "lookup", spied)
+    body = await rig.citizen.gql(query("a", other_agency=True), {"a": "1000001", **rig.urb_lookup})
+    assert "errors" not in body, body
+    assert batched == [] and rig.prop.batches == [] and len(rig.prop.calls) == 1
+
+    body = await rig.citizen.gql(query("a", "b"), {"a": "1000001", "b": "1000002"})
+    assert "errors" not in body, body
+    assert batched == ["PROP-001", "PROP-001"] and len(rig.prop.batches) == 1
+
+
+async def test_lookups_in_fragments_and_by_service_code_are_counted(rig: Rig) -> None:
+    document = """query Mixed($c: ID!, $i: JSON!, $n: String!) {
+      ...Typed
+      ... on Query { generic: lookup(serviceCode: $c, input: $i) }
+    }
+    fragment Typed on Query { typed: cityPropertyRecord(input: {propertyNumber: $n}) { areaM2 } }"""
+    variables = {"c": "PROP-001", "i": {"propertyNumber": "1000001"}, "n": "1000002"}
+    body = await rig.citizen.gql(document, variables)
+    assert "errors" not in body, body
+    [batch] = rig.prop.batches
+    assert sorted(request.payload["PROP_NO"] for request in batch) == ["1000001", "1000002"]

@@ -82,4 +82,4 @@ def test_the_report_gives_each_way_its_rounds_and_ratio(tmp_path: Path) -> None:
     assert "## The ways there, one at a time (in process)" in report
     row = "| orjson | a page of forms | 100 | 300 | 3.00× | 100, 110, 90 | 300, 330, 280 | 0 |"
     assert row in report
-    assert "DataLoader batching per agency: not built" in report
+    assert "DataLoader batching per agency: measured above on a SQL agency" in report
