@@ -315,6 +315,21 @@ async def _records_query(app: Any, code: str) -> bytes:
     return graphql_body(query, variables)
 
 
+async def _check_calls(
+    app: Any, agency: str, body: bytes, headers: dict[str, str], expected: int
+) -> None:
+    """Refuse to measure batching that does not happen (or happens on the
+    side without it): ``body`` must reach ``agency`` in ``expected`` calls."""
+    stats = app.state.services.registry.connector(agency).stats
+    before = len(stats.latencies_ms)  # a window of 256: far from full here
+    status, answer = await call(app, body, headers)
+    if not _good(status, answer):
+        raise RuntimeError(f"{agency} lookups: {status} {answer[:300]!r}")
+    made = len(stats.latencies_ms) - before
+    if made != expected:
+        raise RuntimeError(f"{agency} lookups: {made} calls to the agency, not {expected}")
+
+
 def _persisted(body: bytes) -> tuple[bytes, bytes]:
     """The APQ registration of ``body``'s document (hash and text) and the
     request that sends its hash alone."""
@@ -410,6 +425,8 @@ async def measure_ways(
                 plain, orjson.loads(fan_out.body)["variables"][f"c{FAN_OUT_KINDS.index('SQL')}"]
             )
             alone = await overridden(one_at_a_time(settings(), agency))
+            for side, calls in ((plain, 1), (alone, len(CITIZENS))):
+                await _check_calls(side, agency, records, fan_out.headers, calls)
             ways.append(await compare(
                 f"DataLoader batching per agency (against one lookup at a time, {agency})",
                 f"{len(CITIZENS)} LOOKUPs of one SQL service in one query (one statement "

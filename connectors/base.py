@@ -5,8 +5,9 @@ speaks back-end field names only; the catalog-driven translation between
 form/result field names and back-end names lives in ``connectors.mapping``.
 
 A kind whose back end can answer several LOOKUPs in one call also
-implements ``BatchingConnector.lookup_many``; the gateway then batches the
-LOOKUPs one GraphQL request makes of that agency (schema/lookup_batches.py).
+implements ``BatchingConnector.lookup_many``; the gateway then sends the
+LOOKUPs that one GraphQL operation makes of such an agency as one call
+(schema/lookup_batches.py).
 """
 
 from __future__ import annotations

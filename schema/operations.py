@@ -152,9 +152,8 @@ async def lookup(info: Info, service: Service, form: Mapping[str, Any]) -> dict[
     registry = context.services.registry_for(principal)
     try:
         agency = service.agency_code
-        if registry.batches(agency) and (batches := context.lookup_batches()).worth_it(
-            info, agency
-        ):
+        batches = context.lookup_batches() if registry.batches(agency) else None
+        if batches is not None and batches.worth_it(info, agency):
             return await batches.lookup(registry, PendingLookup(service, clean, accesses))
         return await _sent(context, registry, service, clean, accesses)
     except RecordNotFound as exc:
@@ -170,7 +169,7 @@ async def _sent(
     clean: Mapping[str, Any],
     accesses: Sequence[Access],
 ) -> dict[str, Any]:
-    """One lookup, on its own (an agency whose back end answers one at a time)."""
+    """One lookup, sent on its own."""
     rows = RowsWhenSent(context.services.access_log, accesses)
     try:
         values = await registry.lookup(service, clean, sending=rows.sending)
