@@ -38,10 +38,7 @@ class MemoryConnector(Connector):
             raise self.fail_with
         match request.action:
             case Action.LOOKUP:
-                record = self.answer(request)
-                if record is None:
-                    return BackendResponse(status="NOT_FOUND")
-                return BackendResponse(data=record)
+                return self._looked_up(request)
             case Action.SUBMIT:
                 assert request.idempotency_key is not None
                 reference = self.filed.get(request.idempotency_key)
@@ -56,6 +53,12 @@ class MemoryConnector(Connector):
                     raise BackendRejected(self.agency, "unknown reference")
                 return BackendResponse(reference=request.reference, status=state[0], note=state[1])
         raise AssertionError(request.action)
+
+    def _looked_up(self, request: BackendRequest) -> BackendResponse:
+        record = self.answer(request)
+        return (
+            BackendResponse(status="NOT_FOUND") if record is None else BackendResponse(data=record)
+        )
 
     async def aclose(self) -> None:
         self.closed = True
@@ -77,15 +80,7 @@ class BatchingMemoryConnector(MemoryConnector, BatchingConnector):
         self.batches.append(list(requests))
         if self.fail_with is not None:
             raise self.fail_with
-        answers: list[BackendResponse | ConnectorError] = []
-        for request in requests:
-            record = self.answer(request)
-            answers.append(
-                BackendResponse(status="NOT_FOUND")
-                if record is None
-                else BackendResponse(data=record)
-            )
-        return answers
+        return [self._looked_up(request) for request in requests]
 
 
 SANDBOX_REFERENCE_PREFIX = "SANDBOX"
