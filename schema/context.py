@@ -11,7 +11,6 @@ from connectors.memory import sandbox_registry
 from connectors.registry import ConnectorRegistry
 from gateway.applications import ApplicationStore
 from gateway.catalog.loader import Catalog
-from gateway.catalog.model import Service, ServiceKind
 from gateway.events import ApplicationEvents, MemoryEvents
 from schema.catalog_view import CatalogView
 from schema.limits.cost import CostBudget
@@ -32,16 +31,9 @@ class Services:
     apps: AppStore | None = None  # the developer program's apps (schema/apps.py)
     view: CatalogView = field(init=False)
     access_log: AccessLog = field(init=False)
-    # The typed LOOKUP fields by GraphQL name (schema/generated.py).
-    lookup_fields: dict[str, Service] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "view", CatalogView(self.catalog))
-        object.__setattr__(self, "lookup_fields", {
-            service.graphql_field: service
-            for service in self.catalog.services()
-            if service.kind is ServiceKind.LOOKUP
-        })  # fmt: skip
         object.__setattr__(self, "access_log", AccessLog(self.store.sessions))
         if self.sandbox is None:
             object.__setattr__(self, "sandbox", sandbox_registry(self.catalog))

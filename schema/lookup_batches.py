@@ -49,7 +49,7 @@ from auth.audit.model import Access
 from auth.audit.record import AccessLog, RowsWhenSent
 from connectors.errors import ConnectorError
 from connectors.registry import ConnectorRegistry, RecordNotFound
-from gateway.catalog.model import Service
+from gateway.catalog.model import Service, ServiceKind
 
 # A batch is one statement; past this many lookups, the next ones start another.
 MAX_BATCH = 50
@@ -76,16 +76,16 @@ def asked_again(info: Info) -> frozenset[str]:
     included. ``@skip`` and ``@include`` are not read: a field they leave out
     only makes a batch of one, which costs a little and changes no answer."""
     counted: Counter[str] = Counter()
-    services = info.context.services
+    catalog = info.context.services.catalog
     # graphql-core's info: strawberry's has no public way to the fragments.
     fragments = info._raw_info.fragments
     for node in _root_fields(info.operation.selection_set, fragments, set()):
         name = node.name.value
-        service = services.lookup_fields.get(name)
+        service = catalog.service_by_field(name)
         if service is None and name == "lookup":
             code = _argument(node, "serviceCode", info.variable_values)
-            service = services.catalog.service(code) if isinstance(code, str) else None
-        if service is not None:
+            service = catalog.service(code) if isinstance(code, str) else None
+        if service is not None and service.kind is ServiceKind.LOOKUP:
             counted[service.agency_code] += 1
     return frozenset(agency for agency, times in counted.items() if times > 1)
 

@@ -48,6 +48,10 @@ class Catalog:
     def service(self, code: str) -> Service | None:
         return self._services.get(code)
 
+    def service_by_field(self, graphql_field: str) -> Service | None:
+        """The service whose own typed root field is ``graphql_field``."""
+        return self._by_field.get(graphql_field)
+
     def services(self) -> Iterator[Service]:
         for agency in self.agencies:
             yield from agency.services
